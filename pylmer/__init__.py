@@ -1,0 +1,55 @@
+"""pylmer: lme4's linear mixed models from Python, and random effects for any regressor."""
+
+from __future__ import annotations
+
+from .errors import (
+    DataError,
+    FormulaError,
+    LmerConvergenceWarning,
+    NotFittedError,
+    PylmerError,
+    RError,
+    RMessage,
+    RNotAvailableError,
+    RWarning,
+    SingularFitWarning,
+)
+
+__version__ = "0.1.0"
+
+
+def versions() -> dict[str, str | None]:
+    """Return the versions of pylmer, Python, R, lme4, lmerTest and rpy2 (starts R).
+
+    Returns
+    -------
+    dict
+        Keys ``pylmer``, ``python``, ``R``, ``lme4``, ``lmerTest``, ``rpy2``.
+    """
+    import platform
+    from importlib.metadata import version
+
+    from . import _r
+
+    return {
+        "pylmer": __version__,
+        "python": platform.python_version(),
+        **_r.r_versions(),
+        "rpy2": version("rpy2"),
+    }
+
+
+__all__ = [
+    "DataError",
+    "FormulaError",
+    "LmerConvergenceWarning",
+    "NotFittedError",
+    "PylmerError",
+    "RError",
+    "RMessage",
+    "RNotAvailableError",
+    "RWarning",
+    "SingularFitWarning",
+    "__version__",
+    "versions",
+]

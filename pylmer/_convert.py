@@ -1,0 +1,224 @@
+"""Vectorised conversion of pandas / numpy data to R vectors and back.
+
+Only :mod:`pylmer._r` imports this module (after R has started).  Every column crosses
+in one block copy (``from_memoryview``), never element by element: floats and integers
+as they are, booleans as logicals, categoricals and strings as factors with the same
+level order, datetimes as ``POSIXct``.  Missing values (``NaN``, ``None``, ``pd.NA``,
+``NaT``) become R's ``NA`` of the column's type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rpy2 import rinterface as ri
+
+from .errors import DataError
+
+NA_INTEGER = np.iinfo(np.int32).min
+#: R's NA_real_ is a NaN with payload 1954; plain NaN is R's NaN, not NA.
+NA_REAL = np.array([0x7FF00000000007A2], dtype=np.uint64).view(np.float64)[0]
+_INT32_MAX = np.iinfo(np.int32).max
+_EXACT_DOUBLE = 2**53
+
+
+# --------------------------------------------------------------------------- to R
+
+
+def _real(values: np.ndarray, na: np.ndarray | None = None) -> ri.FloatSexpVector:
+    arr = np.array(values, dtype=np.float64, copy=True)
+    missing = np.isnan(arr) if na is None else (na | np.isnan(arr))
+    arr[missing] = NA_REAL
+    return ri.FloatSexpVector.from_memoryview(memoryview(arr))
+
+
+def _int32(values: np.ndarray, na: np.ndarray | None = None) -> np.ndarray:
+    arr = np.ascontiguousarray(values, dtype=np.int32)
+    if na is not None and na.any():
+        arr = arr.copy()
+        arr[na] = NA_INTEGER
+    return arr
+
+
+def _factor(codes: np.ndarray, levels: pd.Index, ordered: bool = False) -> ri.IntSexpVector:
+    arr = np.ascontiguousarray(codes, dtype=np.int32) + 1
+    arr[arr == 0] = NA_INTEGER
+    vec = ri.IntSexpVector.from_memoryview(memoryview(arr))
+    vec.do_slot_assign("levels", ri.StrSexpVector([str(v) for v in levels]))
+    vec.do_slot_assign("class", ri.StrSexpVector(["ordered", "factor"] if ordered else ["factor"]))
+    return vec
+
+
+def _integer_column(values: np.ndarray, na: np.ndarray | None, name: str) -> ri.Sexp:
+    """Integers within R's int32 range stay integers; others become exact doubles."""
+    present = values if na is None else values[~na]
+    if present.size == 0 or (present.min() > NA_INTEGER and present.max() <= _INT32_MAX):
+        arr = _int32(values if na is None else np.where(na, 0, values), na)
+        return ri.IntSexpVector.from_memoryview(memoryview(arr))
+    if present.size and np.abs(present.astype(np.float64)).max() > _EXACT_DOUBLE:
+        raise DataError(
+            f"column {name!r} holds integers beyond 2**53 that R can store neither as integer "
+            "nor exactly as double; convert it (e.g. to float or to a string id) first"
+        )
+    return _real(values.astype(np.float64), na)
+
+
+def _datetime(series: pd.Series) -> ri.FloatSexpVector:
+    tz = series.dt.tz
+    values = series.dt.tz_convert("UTC") if tz is not None else series
+    ns = values.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    na = ns == np.iinfo(np.int64).min
+    vec = _real(ns / 1e9, na)
+    vec.do_slot_assign("class", ri.StrSexpVector(["POSIXct", "POSIXt"]))
+    vec.do_slot_assign("tzone", ri.StrSexpVector([str(tz) if tz is not None else ""]))
+    return vec
+
+
+def column_to_r(series: pd.Series, name: str | None = None) -> ri.Sexp:
+    """Convert one pandas column (or 1-d array) to an R vector.
+
+    Parameters
+    ----------
+    series : pandas.Series or array-like
+        The column.
+    name : str, optional
+        Name used in error messages (defaults to the series name).
+
+    Returns
+    -------
+    rpy2.rinterface.Sexp
+        An R vector: double, integer, logical, factor or POSIXct.
+    """
+    if not isinstance(series, pd.Series):
+        series = pd.Series(np.asarray(series) if not isinstance(series, pd.Index) else series)
+    name = str(series.name) if name is None else name
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _factor(series.cat.codes.to_numpy(), dtype.categories, bool(dtype.ordered))
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        return _datetime(series)
+    if pd.api.types.is_bool_dtype(dtype):
+        na = series.isna().to_numpy() if isinstance(dtype, pd.BooleanDtype) else None
+        values = series.to_numpy(dtype=bool, na_value=False)
+        return ri.BoolSexpVector.from_memoryview(memoryview(_int32(values, na)))
+    if pd.api.types.is_integer_dtype(dtype):
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            na = series.isna().to_numpy()
+            return _integer_column(series.to_numpy(dtype=np.int64, na_value=0), na, name)
+        return _integer_column(series.to_numpy(), None, name)
+    if pd.api.types.is_float_dtype(dtype):
+        return _real(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+        return _object_column(series, name)
+    raise DataError(
+        f"column {name!r} has dtype {dtype} which pylmer cannot pass to R; "
+        "use numbers, booleans, strings, categoricals or datetimes"
+    )
+
+
+def _object_column(series: pd.Series, name: str) -> ri.Sexp:
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind in ("string", "empty"):
+        codes, levels = pd.factorize(series, sort=True, use_na_sentinel=True)
+        return _factor(codes, levels)
+    if kind == "boolean":
+        return column_to_r(series.astype("boolean"), name)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return _real(pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan))
+    raise DataError(
+        f"column {name!r} mixes value types ({kind}); give it one type (numbers, strings, "
+        "booleans) or make it a pandas categorical"
+    )
+
+
+def frame_to_r(df: pd.DataFrame) -> ri.ListSexpVector:
+    """Convert a DataFrame to an R ``data.frame`` with the same column names.
+
+    Raises
+    ------
+    DataError
+        On duplicate column names or a column of an unsupported dtype.
+    """
+    names = [str(c) for c in df.columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"duplicate column names: {', '.join(map(repr, dupes))}")
+    columns = [column_to_r(df.iloc[:, i], names[i]) for i in range(df.shape[1])]
+    out = ri.ListSexpVector(columns)
+    out.do_slot_assign("names", ri.StrSexpVector(names))
+    out.do_slot_assign("class", ri.StrSexpVector(["data.frame"]))
+    rownames = np.array([NA_INTEGER, -len(df)], dtype=np.int32)
+    out.do_slot_assign("row.names", ri.IntSexpVector.from_memoryview(memoryview(rownames)))
+    return out
+
+
+# ------------------------------------------------------------------------ from R
+
+
+def attr(obj: ri.Sexp, name: str) -> ri.Sexp | None:
+    """Return the attribute ``name`` of an R object, or None when it has none."""
+    try:
+        return obj.do_slot(name)
+    except LookupError:
+        return None
+
+
+def _strings(vec: ri.Sexp) -> list[str | None]:
+    return [None if v is ri.NA_Character else v for v in vec]
+
+
+def vector_to_numpy(vec: ri.Sexp) -> Any:
+    """Convert an atomic R vector (no names handling) to numpy / pandas values."""
+    rclass = attr(vec, "class")
+    classes = set(rclass) if rclass is not None else set()
+    kind = vec.typeof
+    if kind == ri.RTYPES.INTSXP and "factor" in classes:
+        codes = np.array(vec.memoryview(), dtype=np.int64) - 1
+        codes[codes == NA_INTEGER - 1] = -1
+        levels = _strings(attr(vec, "levels") or [])
+        return pd.Categorical.from_codes(codes, levels, ordered="ordered" in classes)
+    if kind == ri.RTYPES.REALSXP:
+        arr = np.array(vec.memoryview(), dtype=np.float64)
+        if "POSIXct" in classes:
+            tz = attr(vec, "tzone")
+            tz = tz[0] if tz is not None and tz[0] else None
+            na = np.isnan(arr)
+            # R stores seconds as doubles: microseconds are what survives exactly
+            ns = np.round(np.where(na, 0.0, arr) * 1e6).astype(np.int64) * 1000
+            ns[na] = np.iinfo(np.int64).min
+            values = pd.DatetimeIndex(ns.view("datetime64[ns]"))
+            return values.tz_localize("UTC").tz_convert(tz) if tz else values
+        if "Date" in classes:
+            return pd.to_datetime(arr, unit="D")
+        return arr
+    if kind == ri.RTYPES.INTSXP:
+        arr = np.array(vec.memoryview(), dtype=np.int32)
+        na = arr == NA_INTEGER
+        if na.any():
+            return pd.arrays.IntegerArray(arr.astype(np.int64), na)
+        return arr.astype(np.int64)
+    if kind == ri.RTYPES.LGLSXP:
+        arr = np.array(vec.memoryview(), dtype=np.int32)
+        na = arr == NA_INTEGER
+        if na.any():
+            return pd.arrays.BooleanArray(arr == 1, na)
+        return arr == 1
+    if kind == ri.RTYPES.STRSXP:
+        return np.array(_strings(vec), dtype=object)
+    raise TypeError(f"cannot convert an R vector of type {kind}")
+
+
+def frame_from_r(obj: ri.ListSexpVector) -> pd.DataFrame:
+    """Convert an R ``data.frame`` to a DataFrame (character row names become the index)."""
+    names = list(attr(obj, "names") or [])
+    data = {name: vector_to_numpy(col) for name, col in zip(names, obj)}
+    rownames = attr(obj, "row.names")
+    index = None
+    if rownames is not None and rownames.typeof == ri.RTYPES.STRSXP:
+        index = pd.Index(_strings(rownames))
+    if not names:
+        n = 0 if rownames is None else len(vector_to_numpy(rownames))
+        return pd.DataFrame(index=index if index is not None else pd.RangeIndex(n))
+    return pd.DataFrame(data, index=index, columns=names)

@@ -1,0 +1,347 @@
+"""The only module that talks to R.
+
+R starts lazily on the first call, never at ``import pylmer``.  The R code of pylmer
+lives in ``r_scripts/*.R``; it is sourced once into a private environment, and every
+call goes through :func:`call`, which
+
+* converts Python arguments (DataFrames, arrays, scalars, dicts) to R,
+* runs the helper inside R's ``tryCatch`` / ``withCallingHandlers`` so that R errors
+  become :class:`pylmer.RError` (or :class:`~pylmer.FormulaError` /
+  :class:`~pylmer.DataError` when the helper signals one) and R warnings and messages
+  become Python warnings, and nothing is printed raw,
+* converts the result back to plain Python / numpy / pandas values; R objects that have
+  no such equivalent (fitted models) come back as opaque :class:`RObject` handles.
+
+rpy2's embedded R is single threaded: every R call holds one process-wide lock, so
+threads serialise.  For parallel work use processes (e.g. joblib's ``loky`` backend):
+each process starts its own R.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import warnings
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import (
+    DataError,
+    FormulaError,
+    LmerConvergenceWarning,
+    PylmerError,
+    RError,
+    RMessage,
+    RNotAvailableError,
+    RWarning,
+    SingularFitWarning,
+)
+
+__all__ = ["RObject", "bind", "call", "lock", "r_versions", "started"]
+
+MIN_LME4 = (1, 1, 31)
+INSTALL_HINT = (
+    "install R and lme4, e.g. on Debian/Ubuntu `apt-get install r-base-core r-cran-lme4 "
+    "r-cran-lmertest r-cran-jsonlite`, or with conda `conda install -c conda-forge r-base "
+    "r-lme4 r-lmertest rpy2`"
+)
+
+lock = threading.RLock()
+_state: dict[str, Any] = {}
+_names = itertools.count()
+_pending_unbind: list[str] = []
+
+
+def _script_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "r_scripts", here.parent / "r_scripts"):
+        if (candidate / "bridge.R").exists():
+            return candidate
+    raise RNotAvailableError(f"pylmer's R scripts are missing (looked beside {here})")
+
+
+def started() -> bool:
+    """Return whether the embedded R has been started in this process."""
+    return "env" in _state
+
+
+def _console_sink(text: str) -> None:
+    _state.setdefault("console", []).append(text)
+
+
+def _start() -> None:
+    try:
+        import rpy2.rinterface as ri
+        from rpy2.rinterface_lib import callbacks
+    except Exception as exc:  # ImportError, or OSError when libR cannot be loaded
+        raise RNotAvailableError(
+            f"rpy2 cannot load R ({type(exc).__name__}: {exc}); {INSTALL_HINT}. "
+            "Note: with R 4.2 only rpy2 3.5.x works (rpy2 3.6 needs R >= 4.3)."
+        ) from exc
+    callbacks.consolewrite_print = _console_sink
+    callbacks.consolewrite_warnerror = _console_sink
+    callbacks.showmessage = _console_sink
+    ri.initr_simple()
+    from . import _convert
+
+    env = ri.baseenv["new.env"]()
+    source = ri.baseenv["sys.source"]
+    # bridge.R first: the other scripts may use its helpers
+    scripts = sorted(_script_dir().glob("*.R"), key=lambda p: (p.name != "bridge.R", p.name))
+    for path in scripts:
+        if path.name == "reference.R":
+            continue
+        source(ri.StrSexpVector([str(path)]), envir=env)
+    _state.update(ri=ri, convert=_convert, env=env, store=env.find(".pylmer_store"))
+    ok = ri.baseenv["requireNamespace"](ri.StrSexpVector(["lme4"]), quietly=True)[0]
+    if not ok:
+        _state.pop("env")
+        raise RNotAvailableError(f"the R package lme4 is not installed; {INSTALL_HINT}")
+    found = _raw_call(".pylmer_versions")["value"]["lme4"]
+    version = tuple(int(p) for p in found.replace("-", ".").split(".")[:3])
+    if version < MIN_LME4:
+        _state.pop("env")
+        raise RNotAvailableError(
+            f"lme4 {'.'.join(map(str, version))} is too old; pylmer needs lme4 >= 1.1-31: "
+            + INSTALL_HINT
+        )
+
+
+def _ensure() -> None:
+    if "env" not in _state:
+        _start()
+    while _pending_unbind:
+        name = _pending_unbind.pop()
+        _state["ri"].baseenv["rm"](list=_state["ri"].StrSexpVector([name]), envir=_state["store"])
+
+
+# ------------------------------------------------------------------ R objects
+
+
+class RObject:
+    """An opaque handle on an R object (e.g. a fitted ``merMod``) kept alive in R.
+
+    The R object is released when the handle is garbage collected.  Handles do not
+    pickle: they belong to one R session.
+    """
+
+    __slots__ = ("__weakref__", "rclass", "sexp")
+
+    def __init__(self, sexp: Any, rclass: tuple[str, ...]):
+        self.sexp = sexp
+        self.rclass = rclass
+
+    def __repr__(self) -> str:
+        return f"<R object of class {'/'.join(self.rclass) or '?'}>"
+
+    def __reduce__(self):
+        raise TypeError("R objects cannot be pickled; pickle the pylmer result instead")
+
+
+class DataRef:
+    """A DataFrame bound by name in pylmer's private R environment.
+
+    Pass it to :func:`call`; R helpers receive the *name* and look the data up with
+    ``get(name, envir = .pylmer_store)``, so the data never get deparsed into a call.
+    The binding is removed when the reference is garbage collected.
+    """
+
+    __slots__ = ("__weakref__", "name", "nrow")
+
+    def __init__(self, name: str, nrow: int):
+        self.name = name
+        self.nrow = nrow
+        weakref.finalize(self, _pending_unbind.append, name)
+
+    def __repr__(self) -> str:
+        return f"<R data {self.name} ({self.nrow} rows)>"
+
+
+def bind(df: pd.DataFrame) -> DataRef:
+    """Convert ``df`` to an R data.frame once and bind it in the private environment."""
+    with lock:
+        _ensure()
+        frame = _state["convert"].frame_to_r(df)
+        name = f"data{next(_names)}"
+        _state["store"][name] = frame
+        return DataRef(name, len(df))
+
+
+# ------------------------------------------------------------------ conversion
+
+
+def _to_r(value: Any) -> Any:
+    ri = _state["ri"]
+    conv = _state["convert"]
+    if value is None:
+        return ri.NULL
+    if isinstance(value, RObject):
+        return value.sexp
+    if isinstance(value, DataRef):
+        return ri.StrSexpVector([value.name])
+    if isinstance(value, pd.DataFrame):
+        return conv.frame_to_r(value)
+    if isinstance(value, bool | np.bool_):
+        return ri.BoolSexpVector([bool(value)])
+    if isinstance(value, int | np.integer):
+        return ri.IntSexpVector([int(value)]) if abs(value) < 2**31 - 1 else _to_r(float(value))
+    if isinstance(value, float | np.floating):
+        return ri.FloatSexpVector([float(value)])
+    if isinstance(value, str):
+        return ri.StrSexpVector([value])
+    if isinstance(value, Mapping):
+        out = ri.ListSexpVector([_to_r(v) for v in value.values()])
+        out.do_slot_assign("names", ri.StrSexpVector([str(k) for k in value]))
+        return out
+    if isinstance(value, pd.Series | pd.Index | np.ndarray):
+        return conv.column_to_r(pd.Series(np.asarray(value)) if value.ndim else value)
+    if isinstance(value, Sequence):
+        if value and all(isinstance(v, str) for v in value):
+            return ri.StrSexpVector(list(value))
+        if value and all(isinstance(v, int | float | np.number) for v in value):
+            return conv.column_to_r(pd.Series(value))
+        return ri.ListSexpVector([_to_r(v) for v in value])
+    raise TypeError(f"cannot pass a {type(value).__name__} to R")
+
+
+def _from_r(obj: Any) -> Any:
+    ri = _state["ri"]
+    conv = _state["convert"]
+    kind = obj.typeof
+    if kind == ri.RTYPES.NILSXP:
+        return None
+    rclass = conv.attr(obj, "class")
+    classes = tuple(rclass) if rclass is not None else ()
+    if kind == ri.RTYPES.VECSXP and "data.frame" in classes:
+        return conv.frame_from_r(obj)
+    if kind == ri.RTYPES.VECSXP and not classes:
+        names = conv.attr(obj, "names")
+        items = [_from_r(v) for v in obj]
+        if names is not None:
+            return dict(zip(names, items))
+        return items
+    if kind in (ri.RTYPES.REALSXP, ri.RTYPES.INTSXP, ri.RTYPES.LGLSXP, ri.RTYPES.STRSXP):
+        values = conv.vector_to_numpy(obj)
+        dim = conv.attr(obj, "dim")
+        if dim is not None and len(dim) == 2:
+            return _matrix(obj, np.asarray(values), tuple(dim))
+        names = conv.attr(obj, "names")
+        if names is not None:
+            return pd.Series(values, index=pd.Index(list(names)))
+        if len(values) == 1 and not isinstance(values, pd.Categorical | pd.DatetimeIndex):
+            value = values[0]
+            return None if value is pd.NA else (value.item() if hasattr(value, "item") else value)
+        return values
+    return RObject(obj, classes)
+
+
+def _matrix(obj: Any, values: np.ndarray, dim: tuple[int, int]) -> pd.DataFrame:
+    ri = _state["ri"]
+    mat = values.reshape(dim, order="F")
+    dimnames = _state["convert"].attr(obj, "dimnames")
+    index = columns = None
+    if dimnames is not None:
+        rows, cols = dimnames
+        index = list(rows) if rows.typeof == ri.RTYPES.STRSXP else None
+        columns = list(cols) if cols.typeof == ri.RTYPES.STRSXP else None
+    return pd.DataFrame(mat, index=index, columns=columns)
+
+
+# ------------------------------------------------------------------ calling R
+
+_ERROR_KINDS: dict[str, type[PylmerError]] = {
+    "pylmer_formula_error": FormulaError,
+    "pylmer_data_error": DataError,
+}
+
+
+def classify_warning(text: str) -> type[Warning]:
+    """Map an R warning or message text to the Python warning class it is re-issued as."""
+    low = text.lower()
+    if "singular" in low:
+        return SingularFitWarning
+    if "converge" in low or "hessian" in low or "eigenvalue" in low:
+        return LmerConvergenceWarning
+    return RWarning
+
+
+def _raw_call(fun: str, *args: Any, **kwargs: Any) -> Any:
+    ri = _state["ri"]
+    env = _state["env"]
+    rargs = ri.ListSexpVector([_to_r(a) for a in args] + [_to_r(v) for v in kwargs.values()])
+    rargs.do_slot_assign("names", ri.StrSexpVector([""] * len(args) + list(kwargs)))
+    out = env.find(".pylmer_call")(env.find(fun), rargs)
+    return _from_r(out)
+
+
+def call(fun: str, *args: Any, stacklevel: int = 3, **kwargs: Any) -> Any:
+    """Call the R helper ``fun`` (defined in ``r_scripts/``) and return its converted value.
+
+    Parameters
+    ----------
+    fun : str
+        Name of an R function defined in the private environment.
+    *args, **kwargs
+        Arguments converted with the rules of :mod:`pylmer._convert`; a
+        :class:`DataRef` passes the *name* of bound data.
+    stacklevel : int
+        ``stacklevel`` of the re-issued R warnings.
+
+    Returns
+    -------
+    object
+        The helper's value converted to Python.
+
+    Raises
+    ------
+    RError, FormulaError, DataError
+        When R signals an error; the R session stays usable.
+    KeyboardInterrupt
+        When the computation was interrupted (Ctrl-C).
+    """
+    value, _ = call_with_conditions(fun, *args, stacklevel=stacklevel + 1, **kwargs)
+    return value
+
+
+def call_with_conditions(
+    fun: str, *args: Any, stacklevel: int = 2, **kwargs: Any
+) -> tuple[Any, list[str]]:
+    """Like :func:`call`, but also return R's warnings and messages as texts.
+
+    The warnings and messages are re-issued as Python warnings as well.
+    """
+    with lock:
+        _ensure()
+        _state["console"] = []
+        try:
+            out = _raw_call(fun, *args, **kwargs)
+        except _state["ri"].embedded.RRuntimeError as exc:  # interrupts reach here
+            if "interrupt" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise RError(f"R failed in {fun}: {exc}") from None
+    conditions = []
+    for key, default in (("warnings", RWarning), ("messages", RMessage)):
+        for text in np.atleast_1d(out.get(key, [])):
+            cls = classify_warning(str(text))
+            warnings.warn(str(text), default if cls is RWarning else cls, stacklevel=stacklevel + 1)
+            conditions.append(str(text))
+    if out.get("interrupted"):
+        raise KeyboardInterrupt
+    if not out["ok"]:
+        message = str(out["error"]).strip()
+        exc_class = _ERROR_KINDS.get(str(out.get("kind", "")), RError)
+        if exc_class is RError:
+            raise RError(f"R error: {message}", r_message=message, call=out.get("call"))
+        raise exc_class(message)
+    return out["value"], conditions
+
+
+def r_versions() -> dict[str, str | None]:
+    """Return the versions of R, lme4 and lmerTest (starting R if needed)."""
+    value = call(".pylmer_versions")
+    return {k: (None if v is None or v is pd.NA or v != v else str(v)) for k, v in value.items()}

@@ -1,0 +1,70 @@
+"""The exception and warning family of pylmer.
+
+Every error pylmer raises on purpose is a :class:`PylmerError`; the subclasses say
+what went wrong (bad data, bad formula, an error inside R).  R's warnings come back
+as Python warnings: convergence problems as :class:`LmerConvergenceWarning`
+(a subclass of scikit-learn's ``ConvergenceWarning``), singular fits as
+:class:`SingularFitWarning`, everything else as :class:`RWarning`.
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = [
+    "DataError",
+    "FormulaError",
+    "LmerConvergenceWarning",
+    "NotFittedError",
+    "PylmerError",
+    "RError",
+    "RMessage",
+    "RNotAvailableError",
+    "RWarning",
+    "SingularFitWarning",
+]
+
+
+class PylmerError(Exception):
+    """Base class of every error raised by pylmer."""
+
+
+class RNotAvailableError(PylmerError, ImportError):
+    """R, rpy2 or an R package (lme4) is missing or too old."""
+
+
+class RError(PylmerError, RuntimeError):
+    """An error raised inside R; ``r_message`` holds R's own message."""
+
+    def __init__(self, message: str, *, r_message: str | None = None, call: str | None = None):
+        super().__init__(message)
+        self.r_message = message if r_message is None else r_message
+        self.call = call
+
+
+class FormulaError(PylmerError, ValueError):
+    """The model formula is malformed or names something that is not in the data."""
+
+
+class DataError(PylmerError, ValueError):
+    """The data cannot be used as given (types, missing values, levels, shapes)."""
+
+
+class NotFittedError(PylmerError, AttributeError):
+    """The model's R object is gone (e.g. after unpickling) and cannot be rebuilt."""
+
+
+class RWarning(UserWarning):
+    """A warning issued by R that pylmer has no more specific class for."""
+
+
+class RMessage(UserWarning):
+    """A message R printed (``message()``), re-issued as a warning instead of printed."""
+
+
+class SingularFitWarning(RWarning):
+    """lme4 reports a singular fit (a variance at zero or a correlation at +-1)."""
+
+
+class LmerConvergenceWarning(ConvergenceWarning, RWarning):
+    """lme4's optimizer reports a convergence problem."""
