@@ -1,0 +1,65 @@
+# pylmer: `make demo` runs the main job, `make test` runs the test suite.
+# Both first install what is missing (Debian's R + lme4, a .venv with pylmer[dev]), idempotently.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+R_DEBS := r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-jsonlite
+R_CHECK := Rscript -e 'stopifnot(packageVersion("lme4") >= "1.1.31"); for (p in c("lmerTest", "jsonlite")) loadNamespace(p)'
+
+.PHONY: setup r venv demo test test-fast reference bench lint format clean
+
+setup: r venv
+
+# R and the R packages: installed with apt-get when missing (root only).
+r:
+	@if $(R_CHECK) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo ">> installing R and lme4 from Debian: $(R_DEBS)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(R_DEBS) python3-venv python3-dev >/dev/null \
+		&& $(R_CHECK) >/dev/null; \
+	else \
+		echo "R with lme4 >= 1.1-31, lmerTest and jsonlite is required but missing."; \
+		echo "  Debian/Ubuntu (as root): apt-get install $(R_DEBS)"; \
+		echo "  conda: conda env create -f environment.yml && conda activate pylmer"; \
+		exit 1; \
+	fi
+
+# The virtualenv, rebuilt only when pyproject.toml changes. rpy2 builds against the R above.
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | r
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(PY) examples/sleepstudy.py
+	$(PY) examples/mixedml_longitudinal.py
+	@echo ">> figures written to out/"
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+# Regenerate tests/reference/*.json from plain R.
+reference: r
+	Rscript r_scripts/reference.R tests/reference
+
+bench: setup
+	$(PY) bench/convert.py
+	$(PY) bench/lmer.py
+	$(PY) -m pip install -q 'merf>=1.0' && $(PY) bench/mixedml.py
+
+lint: venv
+	$(VENV)/bin/ruff check pylmer tests bench examples
+	$(VENV)/bin/ruff format --check pylmer tests bench examples
+
+format: venv
+	$(VENV)/bin/ruff format pylmer tests bench examples
+	$(VENV)/bin/ruff check --fix pylmer tests bench examples
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
