@@ -14,6 +14,10 @@ from .errors import (
     RWarning,
     SingularFitWarning,
 )
+from . import datasets
+from .lmer import LmerControl, LmerModel, anova, lmer
+from .mixedml import MixedMLRegressor
+from .sklearn import LmerRegressor
 
 __version__ = "0.1.0"
 
@@ -42,7 +46,11 @@ def versions() -> dict[str, str | None]:
 __all__ = [
     "DataError",
     "FormulaError",
+    "LmerControl",
     "LmerConvergenceWarning",
+    "LmerModel",
+    "LmerRegressor",
+    "MixedMLRegressor",
     "NotFittedError",
     "PylmerError",
     "RError",
@@ -51,5 +59,8 @@ __all__ = [
     "RWarning",
     "SingularFitWarning",
     "__version__",
+    "anova",
+    "datasets",
+    "lmer",
     "versions",
 ]

@@ -98,15 +98,10 @@ def simulate_longitudinal(
         ``individus`` (1..n), ``temps`` (0..T-1), ``x1..x8``, ``x1_obs..x8_obs``,
         ``x2_x5``, ``x4_x7``, ``x6_x8``, ``y_fixed``, ``y_fixed_obs``, ``y_mixed``
         and ``y_mixed_obs``. ``df.attrs["random_effects"]`` holds the true
-        :math:`b_i` (a DataFrame indexed by ``individus`` with columns
-        ``(Intercept)``, ``x2_x5``, ``x4_x7``, ``x6_x8``) and ``df.attrs["re_sd"]``
-        the dict of their standard deviations.
-
-    Notes
-    -----
-    pandas copies ``attrs`` along with the frame and compares them in
-    :func:`pandas.concat`, which cannot compare two distinct DataFrames: clear
-    ``attrs`` (``df.attrs = {}``) before concatenating pieces of simulated frames.
+        :math:`b_i` as ``{term: {individus: value}}`` (``pd.DataFrame(...)`` of it
+        is indexed by ``individus`` with columns ``(Intercept)``, ``x2_x5``,
+        ``x4_x7``, ``x6_x8``) and ``df.attrs["re_sd"]`` the dict of their standard
+        deviations.
 
     Examples
     --------
@@ -168,8 +163,9 @@ def simulate_longitudinal(
     for name, value in {**x, **obs, **inter, **outcomes}.items():
         columns[name] = np.ravel(value)
     df = pd.DataFrame(columns)
+    # a dict of dicts, not a DataFrame: pandas compares attrs in concat
     df.attrs["random_effects"] = pd.DataFrame(
         b, index=pd.Index(subjects, name="individus"), columns=list(RE_NAMES)
-    )
+    ).to_dict()
     df.attrs["re_sd"] = dict(zip(RE_NAMES, re_sd.tolist(), strict=True))
     return df

@@ -182,8 +182,11 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         else:
             folds = GroupKFold(n_splits=self.cv)
             pred = cross_val_predict(
-                clone(est), Xf, target[:, 0] if target.shape[1] == 1 else target,
-                groups=groups, cv=folds,
+                clone(est),
+                Xf,
+                target[:, 0] if target.shape[1] == 1 else target,
+                groups=groups,
+                cv=folds,
             )
         return est, np.asarray(pred, dtype=float).reshape(len(Xf), -1)
 
@@ -245,8 +248,9 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             resid = Y - pred
             try:
                 new = [
-                    _r.call(".mixedml_start", data, self.random_effects, resid[:, j],
-                            bool(self.reml))
+                    _r.call(
+                        ".mixedml_start", data, self.random_effects, resid[:, j], bool(self.reml)
+                    )
                     if states[j] is None
                     else _r.call(".mixedml_step", states[j]["model"], resid[:, j])
                     for j in range(k)
@@ -257,8 +261,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             delta_ll, delta_u = self._changes(states, new)
             states = new
             zu_new = np.column_stack([s["zu"] for s in states])
-            history.append(self._history_row(it, states, delta_u, resid - zu_new, t1 - t0,
-                                             t2 - t1))
+            history.append(self._history_row(it, states, delta_u, resid - zu_new, t1 - t0, t2 - t1))
             history[-1]["delta_loglik"] = delta_ll
             if self.verbose:
                 print(_format_row(history[-1]))
@@ -309,8 +312,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if old[0] is None:
             return np.inf, np.inf
         d_ll = max(
-            abs(n["loglik"] - o["loglik"]) / max(abs(o["loglik"]), 1e-8)
-            for o, n in zip(old, new)
+            abs(n["loglik"] - o["loglik"]) / max(abs(o["loglik"]), 1e-8) for o, n in zip(old, new)
         )
         d_u = max(
             np.max(np.abs(np.atleast_1d(n["b"]) - np.atleast_1d(o["b"])))
@@ -434,8 +436,12 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             obs[".pylmer_e"] = Y[rows, j] - fixed[rows, j] - zu[rows, j]
             try:
                 new = _r.call(
-                    ".mixedml_new_groups", np.asarray(model.theta, dtype=float),
-                    _r.bind(obs), target, self.random_effects, bool(self.reml),
+                    ".mixedml_new_groups",
+                    np.asarray(model.theta, dtype=float),
+                    _r.bind(obs),
+                    target,
+                    self.random_effects,
+                    bool(self.reml),
                 )
             except RError as exc:
                 raise RError(f"estimating random effects of new groups failed: {exc}") from exc

@@ -165,7 +165,7 @@ def from_sequences(
     """
     values = np.asarray(values)
     if values.shape[:2] != data.mask.shape:
-        raise ValueError(f"values have shape {values.shape}, expected {data.mask.shape} first.")
+        raise ValueError(f"values of shape {values.shape} do not start with {data.mask.shape}.")
     long = values[data.positions[:, 0], data.positions[:, 1]]
     if columns is None:
         return long
@@ -297,8 +297,9 @@ def _check_sequences(X: Any, y: Any, mask: Any) -> tuple[np.ndarray, np.ndarray 
     mask = np.asarray(mask, dtype=bool)
     if X.ndim != 3 or mask.shape != X.shape[:2]:
         raise ValueError(f"Expected X (n, T, p) and mask (n, T), got {X.shape} and {mask.shape}.")
-    if not np.isfinite(X[mask]).all():
-        raise ValueError("X contains NaN or infinite values at masked steps.")
+    inside = np.arange(mask.shape[1]) < _lengths(mask)[:, None]  # steps the model runs on
+    if not np.isfinite(X[inside]).all():
+        raise ValueError("X contains NaN or infinite values.")
     if y is not None:
         y = np.asarray(y, dtype=float)
         y = y[..., None] if y.ndim == 2 else y
