@@ -28,8 +28,10 @@ back to the estimator (its next target is :math:`y - Zu`, without them) centres
 the covariates (a linear model) the residual model's fixed part goes to zero and the
 result is lme4's ML fit of ``y ~ x + <random part>``; when it cannot (a forest that
 cannot extrapolate a linear trend), the remainder is kept as a linear correction and
-used in :meth:`MixedMLRegressor.predict`.  The random-effects data stay in R across iterations; only the residual vector
-crosses, and lme4's ``refit`` reuses the model and starts from the previous estimate.
+used in :meth:`MixedMLRegressor.predict`.
+
+The random-effects data stay in R across iterations; only the residual vector crosses,
+and lme4's ``refit`` reuses the model and starts from the previous estimate.
 """
 
 from __future__ import annotations
@@ -312,12 +314,13 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if old[0] is None:
             return np.inf, np.inf
         d_ll = max(
-            abs(n["loglik"] - o["loglik"]) / max(abs(o["loglik"]), 1e-8) for o, n in zip(old, new)
+            abs(n["loglik"] - o["loglik"]) / max(abs(o["loglik"]), 1e-8)
+            for o, n in zip(old, new, strict=True)
         )
         d_u = max(
             np.max(np.abs(np.atleast_1d(n["b"]) - np.atleast_1d(o["b"])))
             / max(np.max(np.abs(np.atleast_1d(o["b"]))), 1e-8)
-            for o, n in zip(old, new)
+            for o, n in zip(old, new, strict=True)
         )
         return float(d_ll), float(d_u)
 
