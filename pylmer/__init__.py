@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import datasets
 from .errors import (
     DataError,
     FormulaError,
@@ -14,7 +15,6 @@ from .errors import (
     RWarning,
     SingularFitWarning,
 )
-from . import datasets
 from .lmer import LmerControl, LmerModel, anova, lmer
 from .mixedml import MixedMLRegressor
 from .sklearn import LmerRegressor

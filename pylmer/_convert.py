@@ -27,6 +27,12 @@ _EXACT_DOUBLE = 2**53
 # --------------------------------------------------------------------------- to R
 
 
+def _set_class(vec: ri.Sexp, classes: list[str]) -> None:
+    # Not ``do_slot_assign``: R_do_slot_assign installs the attribute raw, without
+    # setting the object bit, so S3 dispatch (nrow, print, as.character...) would fail.
+    vec.rclass = ri.StrSexpVector(classes)
+
+
 def _real(values: np.ndarray, na: np.ndarray | None = None) -> ri.FloatSexpVector:
     arr = np.array(values, dtype=np.float64, copy=True)
     missing = np.isnan(arr) if na is None else (na | np.isnan(arr))
@@ -47,7 +53,7 @@ def _factor(codes: np.ndarray, levels: pd.Index, ordered: bool = False) -> ri.In
     arr[arr == 0] = NA_INTEGER
     vec = ri.IntSexpVector.from_memoryview(memoryview(arr))
     vec.do_slot_assign("levels", ri.StrSexpVector([str(v) for v in levels]))
-    vec.do_slot_assign("class", ri.StrSexpVector(["ordered", "factor"] if ordered else ["factor"]))
+    _set_class(vec, ["ordered", "factor"] if ordered else ["factor"])
     return vec
 
 
@@ -57,7 +63,8 @@ def _integer_column(values: np.ndarray, na: np.ndarray | None, name: str) -> ri.
     if present.size == 0 or (present.min() > NA_INTEGER and present.max() <= _INT32_MAX):
         arr = _int32(values if na is None else np.where(na, 0, values), na)
         return ri.IntSexpVector.from_memoryview(memoryview(arr))
-    if present.size and np.abs(present.astype(np.float64)).max() > _EXACT_DOUBLE:
+    # compare as integers: converted to float, 2**53 + 1 would round to 2**53 and pass
+    if present.max() > _EXACT_DOUBLE or present.min() < -_EXACT_DOUBLE:
         raise DataError(
             f"column {name!r} holds integers beyond 2**53 that R can store neither as integer "
             "nor exactly as double; convert it (e.g. to float or to a string id) first"
@@ -67,11 +74,15 @@ def _integer_column(values: np.ndarray, na: np.ndarray | None, name: str) -> ri.
 
 def _datetime(series: pd.Series) -> ri.FloatSexpVector:
     tz = series.dt.tz
-    values = series.dt.tz_convert("UTC") if tz is not None else series
-    ns = values.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    na = ns == np.iinfo(np.int64).min
-    vec = _real(ns / 1e9, na)
-    vec.do_slot_assign("class", ri.StrSexpVector(["POSIXct", "POSIXt"]))
+    values = series.dt.tz_convert("UTC").dt.tz_localize(None) if tz is not None else series
+    # keep the column's own unit (pandas 3 defaults to microseconds): no overflow, no copy
+    stamps = values.to_numpy()
+    unit, count = np.datetime_data(stamps.dtype)
+    ticks = stamps.view(np.int64)
+    na = ticks == np.iinfo(np.int64).min
+    per_second = np.timedelta64(1, "s") / np.timedelta64(count, unit)
+    vec = _real(ticks / per_second, na)
+    _set_class(vec, ["POSIXct", "POSIXt"])
     vec.do_slot_assign("tzone", ri.StrSexpVector([str(tz) if tz is not None else ""]))
     return vec
 
@@ -110,7 +121,7 @@ def column_to_r(series: pd.Series, name: str | None = None) -> ri.Sexp:
         return _integer_column(series.to_numpy(), None, name)
     if pd.api.types.is_float_dtype(dtype):
         return _real(series.to_numpy(dtype=np.float64, na_value=np.nan))
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         return _object_column(series, name)
     raise DataError(
         f"column {name!r} has dtype {dtype} which pylmer cannot pass to R; "
@@ -148,7 +159,7 @@ def frame_to_r(df: pd.DataFrame) -> ri.ListSexpVector:
     columns = [column_to_r(df.iloc[:, i], names[i]) for i in range(df.shape[1])]
     out = ri.ListSexpVector(columns)
     out.do_slot_assign("names", ri.StrSexpVector(names))
-    out.do_slot_assign("class", ri.StrSexpVector(["data.frame"]))
+    _set_class(out, ["data.frame"])
     rownames = np.array([NA_INTEGER, -len(df)], dtype=np.int32)
     out.do_slot_assign("row.names", ri.IntSexpVector.from_memoryview(memoryview(rownames)))
     return out
@@ -169,38 +180,46 @@ def _strings(vec: ri.Sexp) -> list[str | None]:
     return [None if v is ri.NA_Character else v for v in vec]
 
 
+def _numpy(vec: ri.Sexp, dtype: Any) -> np.ndarray:
+    """Copy an R vector's memory into a new numpy array (rpy2's memoryview fails on length 0)."""
+    if len(vec) == 0:
+        return np.empty(0, dtype=dtype)
+    return np.array(vec.memoryview(), dtype=dtype)
+
+
 def vector_to_numpy(vec: ri.Sexp) -> Any:
     """Convert an atomic R vector (no names handling) to numpy / pandas values."""
     rclass = attr(vec, "class")
     classes = set(rclass) if rclass is not None else set()
     kind = vec.typeof
     if kind == ri.RTYPES.INTSXP and "factor" in classes:
-        codes = np.array(vec.memoryview(), dtype=np.int64) - 1
+        codes = _numpy(vec, np.int64) - 1
         codes[codes == NA_INTEGER - 1] = -1
         levels = _strings(attr(vec, "levels") or [])
         return pd.Categorical.from_codes(codes, levels, ordered="ordered" in classes)
     if kind == ri.RTYPES.REALSXP:
-        arr = np.array(vec.memoryview(), dtype=np.float64)
+        arr = _numpy(vec, np.float64)
         if "POSIXct" in classes:
             tz = attr(vec, "tzone")
             tz = tz[0] if tz is not None and tz[0] else None
             na = np.isnan(arr)
-            # R stores seconds as doubles: microseconds are what survives exactly
-            ns = np.round(np.where(na, 0.0, arr) * 1e6).astype(np.int64) * 1000
-            ns[na] = np.iinfo(np.int64).min
-            values = pd.DatetimeIndex(ns.view("datetime64[ns]"))
+            # R stores seconds as doubles: microseconds are what survives exactly (and a
+            # microsecond unit, pandas 3's default, does not overflow before year 294,000)
+            us = np.round(np.where(na, 0.0, arr) * 1e6).astype(np.int64)
+            us[na] = np.iinfo(np.int64).min
+            values = pd.DatetimeIndex(us.view("datetime64[us]"))
             return values.tz_localize("UTC").tz_convert(tz) if tz else values
         if "Date" in classes:
             return pd.to_datetime(arr, unit="D")
         return arr
     if kind == ri.RTYPES.INTSXP:
-        arr = np.array(vec.memoryview(), dtype=np.int32)
+        arr = _numpy(vec, np.int32)
         na = arr == NA_INTEGER
         if na.any():
             return pd.arrays.IntegerArray(arr.astype(np.int64), na)
         return arr.astype(np.int64)
     if kind == ri.RTYPES.LGLSXP:
-        arr = np.array(vec.memoryview(), dtype=np.int32)
+        arr = _numpy(vec, np.int32)
         na = arr == NA_INTEGER
         if na.any():
             return pd.arrays.BooleanArray(arr == 1, na)
@@ -213,7 +232,7 @@ def vector_to_numpy(vec: ri.Sexp) -> Any:
 def frame_from_r(obj: ri.ListSexpVector) -> pd.DataFrame:
     """Convert an R ``data.frame`` to a DataFrame (character row names become the index)."""
     names = list(attr(obj, "names") or [])
-    data = {name: vector_to_numpy(col) for name, col in zip(names, obj)}
+    data = {name: vector_to_numpy(col) for name, col in zip(names, obj, strict=True)}
     rownames = attr(obj, "row.names")
     index = None
     if rownames is not None and rownames.typeof == ri.RTYPES.STRSXP:

@@ -198,8 +198,11 @@ def _to_r(value: Any) -> Any:
         out = ri.ListSexpVector([_to_r(v) for v in value.values()])
         out.do_slot_assign("names", ri.StrSexpVector([str(k) for k in value]))
         return out
-    if isinstance(value, pd.Series | pd.Index | np.ndarray):
-        return conv.column_to_r(pd.Series(np.asarray(value)) if value.ndim else value)
+    if isinstance(value, pd.Series | pd.Index | np.ndarray | pd.api.extensions.ExtensionArray):
+        if value.ndim == 0:
+            return _to_r(value.item())
+        # keep the dtype (a categorical Series stays a factor with its levels)
+        return conv.column_to_r(value if isinstance(value, pd.Series) else pd.Series(value))
     if isinstance(value, Sequence):
         if value and all(isinstance(v, str) for v in value):
             return ri.StrSexpVector(list(value))
@@ -223,7 +226,7 @@ def _from_r(obj: Any) -> Any:
         names = conv.attr(obj, "names")
         items = [_from_r(v) for v in obj]
         if names is not None:
-            return dict(zip(names, items))
+            return dict(zip(names, items, strict=True))
         return items
     if kind in (ri.RTYPES.REALSXP, ri.RTYPES.INTSXP, ri.RTYPES.LGLSXP, ri.RTYPES.STRSXP):
         values = conv.vector_to_numpy(obj)
@@ -275,7 +278,8 @@ def _raw_call(fun: str, *args: Any, **kwargs: Any) -> Any:
     env = _state["env"]
     rargs = ri.ListSexpVector([_to_r(a) for a in args] + [_to_r(v) for v in kwargs.values()])
     rargs.do_slot_assign("names", ri.StrSexpVector([""] * len(args) + list(kwargs)))
-    out = env.find(".pylmer_call")(env.find(fun), rargs)
+    # the helper goes by name: R looks it up (errors if missing) and error calls stay short
+    out = env.find(".pylmer_call")(ri.StrSexpVector([fun]), rargs)
     return _from_r(out)
 
 

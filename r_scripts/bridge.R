@@ -8,14 +8,13 @@
   messages <- character()
   out <- withCallingHandlers(
     tryCatch(
-      list(ok = TRUE, value = do.call(fun, args)),
+      list(ok = TRUE, value = do.call(fun, args, envir = environment(.pylmer_call))),
       error = function(e) {
-        call <- conditionCall(e)
         list(
           ok = FALSE,
           kind = class(e)[1],
           error = conditionMessage(e),
-          call = if (is.null(call)) "" else paste(deparse(call, nlines = 1L), collapse = " ")
+          call = .pylmer_deparse_call(conditionCall(e))
         )
       },
       interrupt = function(i) list(ok = FALSE, interrupted = TRUE, error = "interrupted")
@@ -32,6 +31,19 @@
   out$warnings <- warnings
   out$messages <- messages
   out
+}
+
+# Deparse a call for an error report without its argument values, which may be whole data
+# frames (slow to deparse and useless in a message).
+.pylmer_deparse_call <- function(call) {
+  if (is.null(call)) return("")
+  if (!is.symbol(call[[1L]])) call[[1L]] <- as.name("<function>")
+  if (length(call) > 1L) {
+    call[-1L] <- lapply(as.list(call)[-1L], function(a) {
+      if (is.language(a) || (is.atomic(a) && length(a) <= 3L)) a else as.name("<value>")
+    })
+  }
+  paste(deparse(call, nlines = 1L, width.cutoff = 500L), collapse = " ")
 }
 
 # Signal an error that Python raises as pylmer.FormulaError / pylmer.DataError.
@@ -66,3 +78,20 @@
 .pylmer_get <- function(name) get(name, envir = .pylmer_store)
 
 .pylmer_identity <- function(x) x
+
+# Diagnostics (used by the tests): how each column of a data.frame (or of the data bound
+# under the name x) looks on the R side. One row per column; levels joined with "\x1f".
+.pylmer_describe <- function(x) {
+  if (is.character(x) && length(x) == 1L) x <- get(x, envir = .pylmer_store)
+  info <- function(f, type) unname(vapply(x, f, type))
+  data.frame(
+    name = names(x),
+    class = info(function(col) paste(class(col), collapse = "/"), ""),
+    typeof = info(typeof, ""),
+    nlevels = info(nlevels, 0L),
+    levels = info(function(col) paste(levels(col), collapse = "\x1f"), ""),
+    n_na = info(function(col) sum(is.na(col)), 0L),
+    nrow = rep(nrow(x), length(x)),
+    stringsAsFactors = FALSE
+  )
+}
