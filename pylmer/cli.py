@@ -1,0 +1,733 @@
+"""The ``pylmer`` command line.
+
+::
+
+    pylmer fit DATA.csv "y ~ x + (1|g)" [--ml] [--out DIR]
+    pylmer predict DATA.csv "y ~ x + (1|g)" --newdata NEW.csv [--population] [--out FILE]
+    pylmer mixedml DATA.csv --target y --random "(1|g)" [--estimator random_forest]
+    pylmer datasets [NAME] [--out FILE]
+    pylmer validate DATA.csv "y ~ x + (1|g)" [--ml] [--tol 1e-6]
+
+CSV files are read with :func:`pandas.read_csv`; string columns become factors (levels
+in sorted order).  Progress goes to stderr, results to stdout and files.  Errors print
+one line ``pylmer: error: ...`` on stderr and exit with status 2 (bad usage) or 1 (data,
+formula, R or file errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, PylmerError, RError
+
+__all__ = [
+    "build_parser",
+    "compare_with_r",
+    "grouping_columns",
+    "main",
+    "ranef_long",
+    "read_r_fit",
+    "relative_difference",
+    "start_r_fit",
+]
+
+_DEFAULT_OUT = "pylmer_out"
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"pylmer: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+class _Reporter:
+    """Stage lines on stderr (``pylmer: fitting ...``), silenced by ``--quiet``."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"pylmer: {message}", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        self(f"done in {time.perf_counter() - self.start:.1f} s")
+
+
+def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    print(f"pylmer: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _read_csv(path: str, say: _Reporter) -> pd.DataFrame:
+    file = Path(path)
+    if not file.is_file():
+        raise OSError(f"cannot read {path}: no such file")
+    say(f"reading {path}")
+    try:
+        data = pd.read_csv(file)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError, EmptyDataError
+        raise DataError(f"cannot read {path} as CSV: {exc}") from None
+    say(f"{len(data)} rows x {data.shape[1]} columns: {', '.join(map(str, data.columns))}")
+    return data
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=index)
+    return path
+
+
+def ranef_long(
+    ranef: dict[str, pd.DataFrame], ranef_sd: dict[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
+    """Random effects as one long table: ``group, level, term, estimate[, cond_sd]``."""
+    parts = []
+    for group, modes in ranef.items():
+        long = (
+            modes.rename_axis("level")
+            .reset_index()
+            .melt(id_vars="level", var_name="term", value_name="estimate")
+        )
+        if ranef_sd is not None and group in ranef_sd:
+            sds = ranef_sd[group].rename_axis("level").reset_index()
+            sds = sds.melt(id_vars="level", var_name="term", value_name="cond_sd")
+            long = long.merge(sds, on=["level", "term"], how="left")
+        long.insert(0, "group", group)
+        parts.append(long)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _fit(args: argparse.Namespace, data: pd.DataFrame, say: _Reporter) -> Any:
+    from .lmer import lmer
+
+    kind = "maximum likelihood" if args.ml else "REML"
+    say(f"fitting {args.formula} by {kind} with lme4 ({len(data)} rows)")
+    t0 = time.perf_counter()
+    model = lmer(args.formula, data, reml=not args.ml)
+    say(f"fitted in {time.perf_counter() - t0:.1f} s")
+    return model
+
+
+# ------------------------------------------------------------------ fit / predict
+
+
+def _cmd_fit(args: argparse.Namespace, say: _Reporter) -> int:
+    data = _read_csv(args.data, say)
+    model = _fit(args, data, say)
+    if not args.no_pvalues:
+        say("Satterthwaite degrees of freedom (lmerTest)")
+        fixef = model.fixef
+    else:
+        fixef = model.fixef_wald
+    print(model.summary(), end="")
+    out = Path(args.out)
+    written = [
+        _write_csv(fixef.rename_axis("term"), out / "fixef.csv", index=True),
+        _write_csv(ranef_long(model.ranef, model.ranef_sd), out / "ranef.csv"),
+        _write_csv(model.varcorr, out / "varcorr.csv"),
+    ]
+    say(f"wrote {', '.join(str(p) for p in written)}")
+    say.done()
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace, say: _Reporter) -> int:
+    data = _read_csv(args.data, say)
+    newdata = _read_csv(args.newdata, say)
+    model = _fit(args, data, say)
+    which = "fixed part only" if args.population else "with random effects"
+    say(f"predicting {len(newdata)} rows ({which})")
+    pred = model.predict(
+        newdata, include_random=not args.population, allow_new_levels=not args.strict
+    )
+    out = newdata.copy()
+    out["prediction"] = pred.to_numpy()
+    if args.out is None:
+        out.to_csv(sys.stdout, index=False)
+    else:
+        say(f"wrote {_write_csv(out, Path(args.out))}")
+    say.done()
+    return 0
+
+
+# ------------------------------------------------------------------ mixedml
+
+_ESTIMATORS = ("linear", "random_forest", "hist_gradient_boosting")
+
+
+def grouping_columns(random_effects: str) -> list[str]:
+    """The grouping columns named in an lme4 random part, e.g. ``(1 | a/b)`` gives a, b."""
+    found: list[str] = []
+    for bar in re.findall(r"\|\|?\s*([^()|]+)\)", random_effects):
+        for name in re.split(r"[/:]", bar):
+            name = name.strip().strip("`")
+            if name and name not in found:
+                found.append(name)
+    if not found:
+        raise DataError(f"no grouping factor in random effects {random_effects!r}; use '(1 | g)'")
+    return found
+
+
+def _estimator(args: argparse.Namespace) -> Any:
+    if args.estimator == "linear":
+        from sklearn.linear_model import LinearRegression
+
+        return LinearRegression()
+    if args.estimator == "random_forest":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(
+            n_estimators=args.n_estimators,
+            min_samples_leaf=5,
+            n_jobs=args.n_jobs,
+            random_state=args.seed,
+        )
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(random_state=args.seed)
+
+
+def _features(args: argparse.Namespace, data: pd.DataFrame, groups: list[str]) -> list[str]:
+    missing = [c for c in [args.target, *groups] if c not in data.columns]
+    if missing:
+        raise DataError(f"column(s) {missing} not in the data (columns: {list(data.columns)})")
+    if args.features:
+        features = [f.strip() for f in args.features.split(",") if f.strip()]
+        unknown = [f for f in features if f not in data.columns]
+        if unknown:
+            raise DataError(f"--features names column(s) not in the data: {unknown}")
+    else:
+        features = [c for c in data.columns if c != args.target and c not in groups]
+    text = [f for f in features if not pd.api.types.is_numeric_dtype(data[f])]
+    if text:
+        raise DataError(
+            f"feature column(s) {text} are not numeric; choose numeric ones with --features"
+        )
+    if not features:
+        raise DataError("no feature columns: give them with --features a,b,c")
+    return features
+
+
+def _cmd_mixedml(args: argparse.Namespace, say: _Reporter) -> int:
+    import importlib.util
+
+    from sklearn.model_selection import train_test_split
+
+    from .mixedml import MixedMLRegressor
+
+    data = _read_csv(args.data, say)
+    groups = grouping_columns(args.random)
+    features = _features(args, data, groups)
+    if data[args.target].isna().any():
+        n = int(data[args.target].isna().sum())
+        say(f"dropping {n} rows with a missing {args.target}")
+        data = data[data[args.target].notna()]
+    if args.test_frac:
+        train, test = train_test_split(data, test_size=args.test_frac, random_state=args.seed)
+    else:
+        train, test = data, data.iloc[:0]
+    model = MixedMLRegressor(
+        _estimator(args),
+        random_effects=args.random,
+        features=features,
+        reml=args.reml,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        residuals=args.residuals,
+        progress=not args.quiet and importlib.util.find_spec("tqdm") is not None,
+    )
+    say(
+        f"MixedML: {args.estimator} on {len(features)} features + {args.random}, "
+        f"{len(train)} training rows, residuals={args.residuals}, max {args.max_iter} iterations"
+    )
+    X = train.drop(columns=[args.target])
+    model.fit(X, train[args.target].to_numpy(dtype=float))
+    status = "converged" if model.converged_ else "did NOT converge"
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(model.history_.to_string(float_format=lambda v: f"{v:.6g}"))
+    print(f"\n{status} after {model.n_iter_} iterations")
+    print("\nRandom effects (variance components):")
+    print(model.varcorr_.to_string(index=False))
+    frames = {"train": train}
+    if len(test):
+        frames["test"] = test
+    rows = []
+    for split, part in frames.items():
+        X_part = part.drop(columns=[args.target])
+        y_part = part[args.target].to_numpy(dtype=float)
+        pred = model.predict(X_part)
+        fixed = np.asarray(model.estimator_.predict(X_part[features]), dtype=float)
+        rows.append(part.assign(split=split, prediction=pred, fixed_part=fixed))
+        mse, mse_fixed = np.mean((y_part - pred) ** 2), np.mean((y_part - fixed) ** 2)
+        print(f"{split} MSE: {mse:.6g} (estimator part alone: {mse_fixed:.6g})")
+    out = Path(args.out)
+    preds = pd.concat(rows)[[*groups, args.target, "split", "prediction", "fixed_part"]]
+    written = [
+        _write_csv(preds.rename_axis("row"), out / "predictions.csv", index=True),
+        _write_csv(ranef_long(model.ranef_, model.lmer_.ranef_sd), out / "ranef.csv"),
+        _write_csv(model.varcorr_, out / "varcorr.csv"),
+        _write_csv(model.history_, out / "history.csv", index=True),
+    ]
+    say(f"wrote {', '.join(str(p) for p in written)}")
+    say.done()
+    return 0
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def _cmd_datasets(args: argparse.Namespace, say: _Reporter) -> int:
+    from . import datasets
+
+    if args.name is None:
+        print("\n".join(datasets.names()))
+        return 0
+    if args.name not in datasets.names():
+        raise DataError(f"unknown data set {args.name!r}; available: {', '.join(datasets.names())}")
+    say(f"loading {args.name} from R's lme4")
+    frame = datasets.load(args.name)
+    if args.out is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        say(f"wrote {len(frame)} rows to {_write_csv(frame, Path(args.out))}")
+    return 0
+
+
+# ------------------------------------------------------------------ validate
+
+
+def _r_script(name: str) -> Path:
+    here = Path(__file__).resolve().parent
+    for folder in (here / "r_scripts", here.parent / "r_scripts"):
+        if (folder / name).is_file():
+            return folder / name
+    raise OSError(f"pylmer's R script {name} is missing (looked beside {here})")
+
+
+def start_r_fit(
+    source: str | os.PathLike[str],
+    formula: str,
+    reml: bool,
+    out_json: str | os.PathLike[str],
+    *,
+    rscript: str = "Rscript",
+) -> subprocess.Popen:
+    """Start fitting a model in a separate plain ``Rscript`` process (``r_scripts/validate.R``).
+
+    Parameters
+    ----------
+    source : str or path-like
+        A CSV file, or ``"lme4:NAME"`` for one of lme4's data sets.
+    formula : str
+        The lme4 formula.
+    reml : bool
+        REML or maximum likelihood.
+    out_json : str or path-like
+        Where the R process writes its results (read them with :func:`read_r_fit`).
+    rscript : str
+        The Rscript executable.
+
+    Returns
+    -------
+    subprocess.Popen
+        The running process; ``wait()`` for it (its stderr is a pipe).
+    """
+    exe = shutil.which(rscript)
+    if exe is None:
+        raise OSError(f"cannot find {rscript!r} on PATH: install R or pass --rscript")
+    cmd = [exe, str(_r_script("validate.R")), str(source), formula, str(bool(reml)).upper()]
+    return subprocess.Popen(
+        [*cmd, str(out_json)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_r(proc: subprocess.Popen) -> None:
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (err or "").splitlines() if ln.strip()]
+        detail = " ".join(lines[-2:]) if lines else f"exit status {proc.returncode}"
+        raise RError(f"the plain-R fit (Rscript) failed: {detail}")
+
+
+def _frame(obj: dict[str, Any]) -> pd.DataFrame:
+    names = [str(n) for n in np.atleast_1d(obj["names"])]
+    columns = {}
+    for name in names:
+        values = np.atleast_1d(np.asarray(obj["columns"][name], dtype=object))
+        columns[name] = [np.nan if v is None else v for v in values]
+    frame = pd.DataFrame(columns, index=[str(i) for i in np.atleast_1d(obj["index"])])
+    for name in names:
+        try:
+            frame[name] = frame[name].astype(float)
+        except (TypeError, ValueError):
+            pass
+    return frame
+
+
+def read_r_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the JSON written by ``r_scripts/validate.R`` into pandas / numpy values.
+
+    Returns
+    -------
+    dict
+        ``fixef`` (DataFrame: estimate, std_error), ``vcov``, ``theta``, ``fitted``,
+        ``residuals``, ``rows`` (0-based) as arrays; ``ranef`` and ``ranef_sd`` as dicts of
+        DataFrames; ``varcorr`` (DataFrame); ``sigma``, ``loglik``; ``meta``.
+    """
+    raw = json.loads(Path(path).read_text())
+    fixef = pd.DataFrame(
+        {
+            "estimate": np.atleast_1d(np.asarray(raw["fixef"]["estimate"], dtype=float)),
+            "std_error": np.atleast_1d(np.asarray(raw["fixef"]["std_error"], dtype=float)),
+        },
+        index=[str(n) for n in np.atleast_1d(raw["fixef"]["names"])],
+    )
+    vector = {k: np.atleast_1d(np.asarray(raw[k], dtype=float)) for k in ("theta", "fitted")}
+    return {
+        "meta": raw["meta"],
+        "fixef": fixef,
+        "vcov": np.atleast_2d(np.asarray(raw["vcov"], dtype=float)),
+        "ranef": {g: _frame(v) for g, v in raw["ranef"].items()},
+        "ranef_sd": {g: _frame(v) for g, v in raw["ranef_sd"].items()},
+        "varcorr": _frame(raw["varcorr"]),
+        "sigma": float(raw["sigma"]),
+        "loglik": float(raw["loglik"]),
+        "rows": np.atleast_1d(np.asarray(raw["rows"], dtype=np.int64)) - 1,
+        "residuals": np.atleast_1d(np.asarray(raw["residuals"], dtype=float)),
+        **vector,
+    }
+
+
+def relative_difference(ours: Any, theirs: Any) -> float:
+    """Largest elementwise ``|ours - theirs| / max(|theirs|, floor)``.
+
+    The floor is 1e-3 times the largest ``|theirs|``, so entries near zero (residuals,
+    random effects) are measured against the scale of the quantity instead of blowing
+    up.  Mismatched shapes, or a NaN on one side only, give ``inf``.
+    """
+    a = np.asarray(ours, dtype=float)
+    b = np.asarray(theirs, dtype=float)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    if (nan_a != nan_b).any():
+        return float("inf")
+    a, b = a[~nan_a], b[~nan_b]
+    if a.size == 0:
+        return 0.0
+    scale = float(np.max(np.abs(b)))
+    floor = 1e-3 * scale if scale > 0 else 1.0
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor)))
+
+
+def _aligned(ours: pd.DataFrame, theirs: pd.DataFrame) -> np.ndarray | None:
+    index = [str(i) for i in ours.index]
+    if set(index) != set(theirs.index) or set(map(str, ours.columns)) != set(theirs.columns):
+        return None
+    frame = ours.copy()
+    frame.index, frame.columns = index, [str(c) for c in ours.columns]
+    return frame.loc[theirs.index, theirs.columns].to_numpy(dtype=float)
+
+
+def compare_with_r(model: Any, reference: dict[str, Any]) -> pd.DataFrame:
+    """Compare a fitted :class:`~pylmer.LmerModel` with a plain-R fit (:func:`read_r_fit`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity (``fixef``, ``std_error``, ``vcov``, ``theta``, ``sigma``,
+        ``loglik``, ``varcorr``, ``ranef``, ``ranef_sd``, ``fitted``, ``residuals``) with
+        the number of values compared (``n``) and the largest relative difference
+        (:func:`relative_difference`; ``inf`` when names or shapes differ).
+    """
+    res = model.results
+    rows: list[tuple[str, int, float]] = []
+
+    def add(name: str, ours: Any, theirs: Any) -> None:
+        rows.append(
+            (
+                name,
+                int(np.size(theirs)),
+                np.inf if ours is None else relative_difference(ours, theirs),
+            )
+        )
+
+    ref_fixef = reference["fixef"]
+    same_terms = set(map(str, res.fixef.index)) == set(ref_fixef.index)
+    fixef = res.fixef.set_axis([str(i) for i in res.fixef.index]).reindex(ref_fixef.index)
+    add("fixef", fixef["estimate"] if same_terms else None, ref_fixef["estimate"])
+    add("std_error", fixef["std_error"] if same_terms else None, ref_fixef["std_error"])
+    vcov = res.vcov.set_axis([str(i) for i in res.vcov.index])
+    vcov = vcov.set_axis([str(c) for c in res.vcov.columns], axis=1)
+    add(
+        "vcov",
+        vcov.loc[ref_fixef.index, ref_fixef.index] if same_terms else None,
+        reference["vcov"],
+    )
+    add("theta", res.theta.to_numpy(), reference["theta"])
+    add("sigma", res.sigma, reference["sigma"])
+    add("loglik", res.loglik, reference["loglik"])
+    vc_ref = reference["varcorr"]
+    ours_vc = res.varcorr.reset_index(drop=True)
+    same_vc = len(ours_vc) == len(vc_ref) and list(ours_vc["group"].astype(str)) == list(
+        vc_ref["group"].astype(str)
+    )
+    add(
+        "varcorr",
+        ours_vc[["variance", "sd_or_cor"]].to_numpy() if same_vc else None,
+        vc_ref[["variance", "sd_or_cor"]].to_numpy(),
+    )
+    for key in ("ranef", "ranef_sd"):
+        ours_all, theirs_all = [], []
+        ok = set(getattr(res, key)) == set(reference[key])
+        for group, theirs in reference[key].items():
+            ours = _aligned(getattr(res, key)[group], theirs) if ok else None
+            ok = ok and ours is not None
+            if ok:
+                ours_all.append(ours.ravel())
+            theirs_all.append(theirs.to_numpy(dtype=float).ravel())
+        add(key, np.concatenate(ours_all) if ok else None, np.concatenate(theirs_all))
+    used = reference["rows"]
+    fitted = res.fitted.to_numpy()
+    if used.size and used.max() < fitted.size:
+        add("fitted", fitted[used], reference["fitted"])
+        add("residuals", res.residuals.to_numpy()[used], reference["residuals"])
+    else:
+        add("fitted", None, reference["fitted"])
+        add("residuals", None, reference["residuals"])
+    return pd.DataFrame(rows, columns=["quantity", "n", "max_rel_diff"])
+
+
+def _cmd_validate(args: argparse.Namespace, say: _Reporter) -> int:
+    data = _read_csv(args.data, say)
+    with tempfile.TemporaryDirectory(prefix="pylmer-validate-") as tmp:
+        out_json = Path(args.keep) if args.keep else Path(tmp) / "r_fit.json"
+        say(f"starting the plain-R fit: {args.rscript} validate.R (a separate process)")
+        t0 = time.perf_counter()
+        proc = start_r_fit(args.data, args.formula, not args.ml, out_json, rscript=args.rscript)
+        try:
+            model = _fit(args, data, say)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        say("waiting for Rscript")
+        _wait_r(proc)
+        reference = read_r_fit(out_json)
+        r_seconds = time.perf_counter() - t0
+    table = compare_with_r(model, reference)
+    table["ok"] = np.where(table["max_rel_diff"] <= args.tol, "ok", "DIFFERS")
+    meta = reference["meta"]
+    print(
+        f"pylmer vs plain R {meta['R']} / lme4 {meta['lme4']}: {args.formula} "
+        f"({'ML' if args.ml else 'REML'}, {meta['nobs']} obs)"
+    )
+    print(f"{'quantity':<10} {'n':>7} {'max rel diff':>12}")
+    for row in table.itertuples():
+        print(f"{row.quantity:<10} {row.n:>7} {row.max_rel_diff:>12.3g}  {row.ok}")
+    print(f"(Rscript: fit {float(meta['seconds']):.2f} s, process {r_seconds:.1f} s)")
+    bad = table.loc[table["ok"] != "ok", "quantity"].tolist()
+    say.done()
+    if bad:
+        print(
+            f"pylmer: error: {', '.join(bad)} differ from plain R by more than --tol {args.tol:g}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"all {len(table)} quantities agree within {args.tol:g}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser and main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``pylmer`` command."""
+    from . import __version__
+
+    parser = _Parser(
+        prog="pylmer",
+        description="lme4's linear mixed models from the command line (R runs embedded).",
+    )
+    parser.add_argument("--version", action="version", version=f"pylmer {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("data", metavar="DATA.csv", help="the data (CSV with a header row)")
+        p.add_argument("formula", help='an lme4 formula, e.g. "y ~ x + (1 | g)"')
+        p.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+
+    p = sub.add_parser("fit", parents=[common], help="fit a model; print the summary, write CSVs")
+    model_args(p)
+    p.add_argument(
+        "--out",
+        default=_DEFAULT_OUT,
+        metavar="DIR",
+        help=f"where fixef.csv, ranef.csv, varcorr.csv go (default {_DEFAULT_OUT})",
+    )
+    p.add_argument(
+        "--no-pvalues",
+        action="store_true",
+        help="skip lmerTest's Satterthwaite df and p-values (faster on big data)",
+    )
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("predict", parents=[common], help="fit, then predict new rows")
+    model_args(p)
+    p.add_argument("--newdata", required=True, metavar="NEW.csv", help="rows to predict")
+    p.add_argument(
+        "--population", action="store_true", help="fixed part only (random effects zero)"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on group levels not seen in DATA (default: predict them from the fixed part)",
+    )
+    p.add_argument("--out", metavar="FILE", help="CSV to write (default: stdout)")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "mixedml", parents=[common], help="random effects on top of a scikit-learn regressor"
+    )
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--target", required=True, help="the response column")
+    p.add_argument(
+        "--random",
+        required=True,
+        metavar="TERMS",
+        help='lme4 random part, e.g. "(1 + t | subject)"',
+    )
+    p.add_argument("--estimator", choices=_ESTIMATORS, default="random_forest")
+    p.add_argument(
+        "--features",
+        metavar="A,B,C",
+        help="feature columns (default: all but target and grouping columns)",
+    )
+    p.add_argument("--residuals", choices=("in_sample", "oof"), default="in_sample")
+    p.add_argument("--max-iter", type=_positive_int, default=20, help="EM iterations (20)")
+    p.add_argument("--tol", type=float, default=1e-4, help="convergence tolerance (1e-4)")
+    p.add_argument("--reml", action="store_true", help="REML random-effects step (default ML)")
+    p.add_argument(
+        "--test-frac",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="hold out this fraction of rows and report the test MSE",
+    )
+    p.add_argument(
+        "--n-estimators", type=_positive_int, default=100, help="trees of the random forest (100)"
+    )
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel jobs of the forest (1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument(
+        "--out",
+        default=_DEFAULT_OUT,
+        metavar="DIR",
+        help=f"where predictions, ranef, varcorr, history go ({_DEFAULT_OUT})",
+    )
+    p.set_defaults(func=_cmd_mixedml)
+
+    p = sub.add_parser("datasets", parents=[common], help="list or export lme4's data sets")
+    p.add_argument("name", nargs="?", help="a data set (omit to list them)")
+    p.add_argument("--out", metavar="FILE", help="CSV to write (default: stdout)")
+    p.set_defaults(func=_cmd_datasets)
+
+    p = sub.add_parser("validate", parents=[common], help="compare pylmer with a plain Rscript fit")
+    model_args(p)
+    p.add_argument(
+        "--tol", type=float, default=1e-6, help="largest relative difference accepted (1e-6)"
+    )
+    p.add_argument("--rscript", default="Rscript", help="the Rscript executable")
+    p.add_argument("--keep", metavar="FILE.json", help="keep the plain-R results here")
+    p.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``pylmer`` command; return the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 on data / formula / R / file errors (or when ``validate`` finds
+        differences), 2 on bad usage.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0)
+    say = _Reporter(args.quiet)
+    run: Callable[[argparse.Namespace, _Reporter], int] = args.func
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return run(args, say)
+        except KeyboardInterrupt:
+            print("pylmer: interrupted", file=sys.stderr)
+            return 130
+        except (PylmerError, OSError, ValueError) as exc:
+            print(f"pylmer: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # never a traceback, but say it is unexpected
+            if os.environ.get("PYLMER_DEBUG"):
+                raise
+            print(
+                f"pylmer: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                "(set PYLMER_DEBUG=1 for the traceback)",
+                file=sys.stderr,
+            )
+            return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

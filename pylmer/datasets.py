@@ -1,0 +1,71 @@
+"""Data sets: lme4's example data as DataFrames, and a synthetic longitudinal generator.
+
+``load(name)`` reads a data set shipped with the R package lme4 (sleepstudy, InstEval,
+Dyestuff, Penicillin, Pastes, cake, ...) through R; factors become pandas categoricals
+with R's level order. ``simulate_longitudinal`` generates synthetic longitudinal data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from . import _r
+
+try:  # the generator lives in its own module
+    from ._simulate import simulate_longitudinal
+except ImportError:  # pragma: no cover - only while _simulate.py is being written
+
+    def simulate_longitudinal(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        """Unavailable: pylmer._simulate is missing."""
+        raise NotImplementedError("pylmer._simulate is not available")
+
+
+__all__ = ["load", "names", "simulate_longitudinal"]
+
+_NAMES = (
+    "Arabidopsis",
+    "Dyestuff",
+    "Dyestuff2",
+    "InstEval",
+    "Pastes",
+    "Penicillin",
+    "VerbAgg",
+    "cake",
+    "cbpp",
+    "grouseticks",
+    "sleepstudy",
+)
+
+
+def names() -> list[str]:
+    """Return the names of the data sets :func:`load` accepts (lme4's data sets)."""
+    return list(_NAMES)
+
+
+def load(name: str) -> pd.DataFrame:
+    """Load one of lme4's data sets.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`names` (case sensitive, as in R), e.g. ``"sleepstudy"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The data with R factors as pandas categoricals (same level order); a fresh
+        ``RangeIndex``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
+    if name not in _NAMES:
+        close = [n for n in _NAMES if n.lower() == str(name).lower()]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown data set {name!r}{hint} (available: {', '.join(_NAMES)})")
+    frame = _r.call(".pylmer_dataset", name, "lme4")
+    return frame.reset_index(drop=True)

@@ -1,0 +1,622 @@
+"""``lmer()``: lme4's linear mixed models from pandas, equal to plain R.
+
+The fit and the extraction of every result happen in one R call
+(``r_scripts/lmer.R``); the results live in a pure-pandas :class:`~pylmer.results.LmerResults`
+and the fitted ``merMod`` stays in R behind a handle, used by ``predict``, ``refit``,
+``confint``, ``simulate`` and :func:`anova`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from . import _r
+from .errors import DataError, FormulaError, RError, RWarning
+from .results import LmerResults, format_summary, to_html
+
+__all__ = ["LmerControl", "LmerModel", "anova", "lmer"]
+
+
+@dataclass(frozen=True)
+class LmerControl:
+    """Options of lme4's ``lmerControl`` as Python keywords (None keeps lme4's default).
+
+    Parameters
+    ----------
+    optimizer : {"nloptwrap", "bobyqa", "Nelder_Mead"}, optional
+        The optimizer (lme4's default is ``"nloptwrap"``).
+    calc_derivs : bool, optional
+        Compute gradient and Hessian for the convergence checks (``calc.derivs``).
+    check_conv_singular, check_nobs_vs_nlev, check_nlev_gtr_1, check_nobs_vs_nRE : str, optional
+        ``"ignore"``, ``"warning"``, ``"message"`` or ``"stop"`` (``check.conv.singular``, ...).
+    maxfun : int, optional
+        Maximum number of function evaluations of the optimizer (``optCtrl``).
+    """
+
+    optimizer: str | None = None
+    calc_derivs: bool | None = None
+    check_conv_singular: str | None = None
+    check_nobs_vs_nlev: str | None = None
+    check_nlev_gtr_1: str | None = None
+    check_nobs_vs_nRE: str | None = None
+    maxfun: int | None = None
+
+    def to_r(self) -> dict[str, Any]:
+        """Return the non-default options keyed by ``lmerControl``'s argument names."""
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                out[field.name if field.name == "maxfun" else field.name.replace("_", ".")] = value
+        return out
+
+
+_OPTIMIZERS = ("nloptwrap", "bobyqa", "Nelder_Mead")
+
+
+def _control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl | None:
+    if control is None or isinstance(control, LmerControl):
+        ctrl = control
+    elif isinstance(control, Mapping):
+        known = {f.name for f in dataclasses.fields(LmerControl)}
+        unknown = [k for k in control if k not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown control option(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        ctrl = LmerControl(**control)
+    else:
+        raise TypeError(f"control must be a dict or LmerControl, not {type(control).__name__}")
+    if ctrl is not None and ctrl.optimizer is not None and ctrl.optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, not {ctrl.optimizer!r}")
+    return ctrl
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What is needed to rebuild a fit: the lmer() arguments and later refits."""
+
+    formula: str
+    reml: bool
+    control: LmerControl | None
+    weights: str | np.ndarray | None
+    na_action: str
+    steps: tuple[tuple[Any, ...], ...] = ()
+
+
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    reml: bool = True,
+    control: LmerControl | Mapping[str, Any] | None = None,
+    weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
+    na_action: Literal["omit", "error"] = "omit",
+) -> LmerModel:
+    """Fit a linear mixed model with lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula : str
+        Any lme4 formula, passed to R unchanged, e.g. ``"Reaction ~ Days + (Days | Subject)"``;
+        quote column names holding spaces or dots with backticks.
+    data : pandas.DataFrame
+        The data; categorical and string columns become R factors (categorical level
+        order is kept, so the first category is the reference level).
+    reml : bool
+        REML (default) or maximum likelihood.
+    control : LmerControl or dict, optional
+        lmerControl options, e.g. ``{"optimizer": "bobyqa", "calc_derivs": False}``.
+    weights : str or array-like, optional
+        Prior weights: a column name of ``data`` or one value per row.
+    na_action : {"omit", "error"}
+        Drop rows with missing values in the model's columns (with a warning saying how
+        many), or raise :class:`~pylmer.DataError`.
+
+    Returns
+    -------
+    LmerModel
+        The fitted model.
+
+    Raises
+    ------
+    FormulaError
+        The formula does not parse, names a column not in ``data`` or has no random term.
+    DataError
+        The response is not numeric, or missing values with ``na_action="error"``.
+    """
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if na_action not in ("omit", "error"):
+        raise ValueError(f"na_action must be 'omit' or 'error', not {na_action!r}")
+    if weights is not None and not isinstance(weights, str):
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (len(data),):
+            raise DataError(f"weights has shape {weights.shape}; data has {len(data)} rows")
+    spec = _Spec(formula, bool(reml), _control(control), weights, na_action)
+    return LmerModel._fit(spec, data)
+
+
+class LmerModel:
+    """A linear mixed model fitted by lme4 (create it with :func:`lmer`).
+
+    All results are plain pandas / numpy / Python values, extracted once right after the
+    fit. The lme4 object stays in R for :meth:`predict`, :meth:`refit`, :meth:`confint`,
+    :meth:`simulate` and :func:`anova`. A pickled model keeps its results and its data;
+    after unpickling, those methods first refit the model transparently (same data,
+    formula and options, so the same numbers).
+
+    Attributes
+    ----------
+    fixef : pandas.DataFrame
+        Fixed effects: ``estimate``, ``std_error``, ``t_value`` and, when lmerTest is
+        installed, Satterthwaite ``df`` and ``p_value`` (computed on first access, then
+        cached). ``fixef_wald`` has the first three columns only and is free.
+    ranef, ranef_sd, coef, varcorr, sigma, theta, loglik, aic, bic, deviance,
+    reml_criterion, nobs, ngrps, vcov, fitted, residuals, is_singular, converged, messages
+        As in :class:`~pylmer.results.LmerResults`.
+    results : LmerResults
+        The container of all of them.
+    data : pandas.DataFrame
+        The data the model was fitted on.
+    """
+
+    def __init__(self, results: LmerResults, spec: _Spec, data: pd.DataFrame, handle: Any):
+        self.results = results
+        self.data = data
+        self._spec = spec
+        self._handle = handle
+        self._fixed_levels: dict[str, list[str]] = {}
+        self._satterthwaite: pd.DataFrame | None = None
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def _fit(cls, spec: _Spec, data: pd.DataFrame) -> LmerModel:
+        ref = _r.bind(data)
+        out = _r.call(
+            ".pylmer_lmer_fit",
+            ref,
+            spec.formula,
+            REML=spec.reml,
+            control=None if spec.control is None else spec.control.to_r(),
+            weights=spec.weights,
+            na_action=spec.na_action,
+            stacklevel=3,
+        )
+        model = cls._from_r(out, spec, data)
+        dropped = len(data) - model.results.nobs
+        if dropped:
+            warnings.warn(
+                f"lme4 dropped {dropped} of {len(data)} rows with missing values in the "
+                "model's columns; fitted/residuals are NaN there",
+                UserWarning,
+                stacklevel=3,
+            )
+        return model
+
+    @classmethod
+    def _from_r(cls, out: dict[str, Any], spec: _Spec, data: pd.DataFrame) -> LmerModel:
+        rows = np.atleast_1d(np.asarray(out["rows"], dtype=np.int64)) - 1
+
+        def aligned(values: Any) -> pd.Series:
+            full = np.full(len(data), np.nan)
+            full[rows] = np.atleast_1d(values)
+            return pd.Series(full, index=data.index)
+
+        fixef = out["fixef"]
+        if not isinstance(fixef.index, pd.Index) or fixef.index.dtype != object:
+            fixef.index = pd.Index([str(i) for i in fixef.index])
+        results = LmerResults(
+            formula=spec.formula,
+            reml=bool(out["reml"]),
+            fixef=fixef,
+            ranef=dict(out["ranef"]),
+            ranef_sd=dict(out["ranef_sd"]),
+            coef=dict(out["coef"]),
+            varcorr=out["varcorr"],
+            sigma=float(out["sigma"]),
+            theta=_series(out["theta"]),
+            loglik=float(out["loglik"]),
+            npar=int(out["df"]),
+            aic=float(out["aic"]),
+            bic=float(out["bic"]),
+            deviance=float(out["deviance"]),
+            reml_criterion=float(out["reml_criterion"]),
+            nobs=int(out["nobs"]),
+            ngrps=_series(out["ngrps"]).astype(np.int64),
+            vcov=_matrix(out["vcov"], fixef.index),
+            fitted=aligned(out["fitted"]),
+            residuals=aligned(out["residuals"]),
+            scaled_residuals=np.atleast_1d(np.asarray(out["scaled_residuals"], dtype=float)),
+            is_singular=bool(out["is_singular"]),
+            converged=bool(out["converged"]),
+            messages=tuple(str(m) for m in _strings(out["messages"])),
+            optimizer=str(out["optimizer"]),
+        )
+        model = cls(results, spec, data, out["model"])
+        levels = out["fixed_levels"]
+        model._fixed_levels = (
+            {k: _strings(v) for k, v in levels.items()} if isinstance(levels, dict) else {}
+        )
+        return model
+
+    def _mermod(self) -> Any:
+        """Return the R handle, refitting first when it is gone (after unpickling)."""
+        if self._handle is None:
+            spec = self._spec
+            base = dataclasses.replace(spec, steps=())
+            rebuilt = LmerModel._fit(base, self.data)
+            for step in spec.steps:
+                rebuilt = rebuilt._step(step)
+            self._handle = rebuilt._handle
+        return self._handle
+
+    def _step(self, step: tuple[Any, ...]) -> LmerModel:
+        """Apply a refit step (``("refit", newresp)`` or ``("refit_ml",)``)."""
+        if step[0] == "refit":
+            out = _r.call(".pylmer_lmer_refit", self._mermod(), step[1], stacklevel=3)
+        else:
+            out = _r.call(".pylmer_lmer_refit_ml", self._mermod(), stacklevel=3)
+        spec = dataclasses.replace(self._spec, steps=(*self._spec.steps, step))
+        return LmerModel._from_r(out, spec, self.data)
+
+    # ------------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def formula(self) -> str:
+        """The model formula."""
+        return self._spec.formula
+
+    @property
+    def reml(self) -> bool:
+        """Whether the model was fitted by REML."""
+        return self.results.reml
+
+    @property
+    def fixef_wald(self) -> pd.DataFrame:
+        """Fixed effects with ``estimate``, ``std_error`` and ``t_value`` (no R call)."""
+        return self.results.fixef.copy()
+
+    @property
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects; with lmerTest also Satterthwaite ``df`` and ``p_value``.
+
+        The Satterthwaite columns are computed on first access (costly on large data)
+        and cached; use :attr:`fixef_wald` to skip them.
+        """
+        sat = self.satterthwaite()
+        return self.fixef_wald if sat is None else self.results.fixef.join(sat)
+
+    def satterthwaite(self) -> pd.DataFrame | None:
+        """Return lmerTest's Satterthwaite ``df`` and ``p_value`` by term (cached).
+
+        Returns None when the R package lmerTest is not installed, or (with a warning)
+        when lmerTest fails on this model.
+        """
+        if self._satterthwaite is None:
+            try:
+                sat = _r.call(".pylmer_lmer_satterthwaite", self._mermod(), stacklevel=3)
+            except RError as exc:
+                warnings.warn(
+                    f"Satterthwaite df unavailable: {exc.r_message}", RWarning, stacklevel=3
+                )
+                return None
+            if sat is None:
+                return None
+            sat.index = self.results.fixef.index
+            self._satterthwaite = sat
+        return self._satterthwaite
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "results":
+            raise AttributeError(name)
+        if name in _RESULT_FIELDS:
+            return getattr(self.results, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *_RESULT_FIELDS})
+
+    # ------------------------------------------------------------------ display
+
+    def summary(self) -> str:
+        """Return the summary text, laid out like R's ``summary(merMod)``.
+
+        The Satterthwaite columns appear once they have been computed (access
+        :attr:`fixef` first to include them).
+        """
+        return format_summary(self.results, self._satterthwaite)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        kind = "REML" if self.reml else "ML"
+        return f"<LmerModel {self.formula!r} ({kind}, {self.results.nobs} obs)>"
+
+    def _repr_html_(self) -> str:
+        return to_html(self.results, self._satterthwaite)
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        include_random: bool = True,
+        allow_new_levels: bool = True,
+    ) -> pd.Series:
+        """Predict with lme4's ``predict`` (``re.form = NULL`` or ``NA``).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            New data; default: the fitted data (NaN on rows lme4 dropped).
+        include_random : bool
+            Add the conditional modes of the random effects (``re.form = NULL``); else
+            the fixed part only (``re.form = NA``).
+        allow_new_levels : bool
+            Predict unseen levels of grouping factors from the fixed part (their random
+            effects are zero); if False, unseen levels raise :class:`~pylmer.DataError`.
+
+        Returns
+        -------
+        pandas.Series
+            Aligned with ``newdata``'s index.
+
+        Raises
+        ------
+        DataError
+            A fixed-effect factor column holds a level not seen in training (the message
+            names the column and levels), or an unseen group level with
+            ``allow_new_levels=False``.
+        """
+        if newdata is None:
+            if include_random:
+                return self.results.fitted.rename(None)
+            values = _r.call(
+                ".pylmer_lmer_predict", self._mermod(), None, include_random=False, stacklevel=2
+            )
+            full = self.results.fitted.copy()
+            full[full.notna()] = np.atleast_1d(values)
+            return full
+        if not isinstance(newdata, pd.DataFrame):
+            raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+        self._check_fixed_levels(newdata)
+        ref = _r.bind(newdata)
+        values = _r.call(
+            ".pylmer_lmer_predict",
+            self._mermod(),
+            ref,
+            include_random=include_random,
+            allow_new_levels=allow_new_levels,
+            stacklevel=2,
+        )
+        return pd.Series(np.atleast_1d(np.asarray(values, dtype=float)), index=newdata.index)
+
+    def _check_fixed_levels(self, newdata: pd.DataFrame) -> None:
+        for column, levels in self._fixed_levels.items():
+            if column not in newdata.columns:
+                continue
+            seen = pd.Series(newdata[column]).dropna().astype(str).unique()
+            new = sorted(set(seen) - set(levels))
+            if new:
+                raise DataError(
+                    f"column {column!r} of newdata has level(s) not seen in training: "
+                    f"{', '.join(map(repr, new))} (known: {', '.join(map(repr, levels))})"
+                )
+
+    # ------------------------------------------------------------------ refits
+
+    def refit(self, newresp: np.ndarray | pd.Series | Sequence[float]) -> LmerModel:
+        """Refit the same model to a new response without rebuilding it (lme4's ``refit``).
+
+        Parameters
+        ----------
+        newresp : array-like or pandas.Series
+            One value per used observation (``nobs``), or per row of the fitted data
+            (a Series is aligned on the data's index; dropped rows are skipped).
+
+        Returns
+        -------
+        LmerModel
+            A new fitted model (its ``data`` still holds the original response).
+        """
+        used = self.results.fitted.notna().to_numpy()
+        if isinstance(newresp, pd.Series) and len(newresp) == len(self.data):
+            values = newresp.reindex(self.data.index).to_numpy(dtype=float)[used]
+        else:
+            values = np.asarray(newresp, dtype=float)
+            if values.shape == (len(self.data),) and len(self.data) != self.results.nobs:
+                values = values[used]
+        if values.shape != (self.results.nobs,):
+            raise DataError(
+                f"newresp has {values.size} values; the model has {self.results.nobs} "
+                f"observations ({len(self.data)} rows in its data)"
+            )
+        return self._step(("refit", values))
+
+    def refit_ml(self) -> LmerModel:
+        """Refit by maximum likelihood (lme4's ``refitML``), e.g. to compare fixed parts."""
+        return self._step(("refit_ml",))
+
+    # ------------------------------------------------------------------ inference
+
+    def confint(
+        self,
+        method: Literal["wald", "profile", "boot"] = "wald",
+        level: float = 0.95,
+        *,
+        nsim: int = 500,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Confidence intervals with lme4's ``confint`` (rows as R names them).
+
+        Parameters
+        ----------
+        method : {"wald", "profile", "boot"}
+            Wald intervals (fixed effects only; variance parameters are NaN), likelihood
+            profile, or parametric bootstrap.
+        level : float
+            Confidence level.
+        nsim : int
+            Bootstrap replicates (``method="boot"``).
+        seed : int, optional
+            Seed of R's random generator (``method="boot"``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter (``.sig01``, ..., ``.sigma``, then fixed effects);
+            columns named like R's (``"2.5 %"``, ``"97.5 %"``).
+        """
+        methods = {"wald": "Wald", "profile": "profile", "boot": "boot"}
+        if method not in methods:
+            raise ValueError(f"method must be one of {list(methods)}, not {method!r}")
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, not {level}")
+        return _r.call(
+            ".pylmer_lmer_confint",
+            self._mermod(),
+            method=methods[method],
+            level=float(level),
+            nsim=int(nsim),
+            seed=None if seed is None else int(seed),
+            stacklevel=2,
+        )
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_<nsim>``, indexed by the used rows of the data.
+        """
+        sims = _r.call(
+            ".pylmer_lmer_simulate",
+            self._mermod(),
+            nsim=int(nsim),
+            seed=None if seed is None else int(seed),
+            stacklevel=2,
+        )
+        sims.index = self.results.fitted.index[self.results.fitted.notna().to_numpy()]
+        return sims
+
+    # ------------------------------------------------------------------ R script
+
+    def to_r_script(self, path: str | os.PathLike[str]) -> Path:
+        """Write the data (CSV, full precision) and an R script that refits this model.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The script's path (``.R``); the data go beside it with the suffix ``.csv``.
+
+        Returns
+        -------
+        pathlib.Path
+            The script's path. Run it with ``Rscript <path>`` from its directory.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spec = self._spec
+        if spec.steps:
+            raise NotImplementedError("to_r_script() supports models fitted by lmer() only")
+        written = _r.call(
+            ".pylmer_lmer_write_script",
+            _r.bind(self.data),
+            str(path.parent),
+            path.stem,
+            spec.formula,
+            REML=spec.reml,
+            control=None if spec.control is None else spec.control.to_r(),
+            weights=spec.weights,
+            stacklevel=2,
+        )
+        return Path(written)
+
+
+_RESULT_FIELDS = frozenset(
+    f.name for f in dataclasses.fields(LmerResults) if f.name not in ("formula", "reml")
+) - {"fixef"}
+
+
+def _series(value: Any) -> pd.Series:
+    if isinstance(value, pd.Series):
+        return value
+    if value is None:
+        return pd.Series(dtype=float)
+    return pd.Series(np.atleast_1d(value))
+
+
+def _matrix(value: Any, names: pd.Index) -> pd.DataFrame:
+    if isinstance(value, pd.DataFrame):
+        return value
+    arr = np.atleast_2d(np.asarray(value, dtype=float)).reshape(len(names), len(names))
+    return pd.DataFrame(arr, index=names, columns=names)
+
+
+def _strings(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in np.atleast_1d(np.asarray(value, dtype=object))]
+
+
+def anova(*models: LmerModel, refit: bool = True) -> pd.DataFrame:
+    """Likelihood-ratio tests between nested models (R's ``anova(m0, m1, ...)``).
+
+    Parameters
+    ----------
+    *models : LmerModel
+        Two or more models fitted to the same data (one model gives lme4's F table of the
+        fixed effects).
+    refit : bool
+        Refit REML models by ML first, as R does (default).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed ``model1``, ``model2``, ... (in R's order, by number of parameters) with
+        columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``,
+        ``Pr(>Chisq)``.
+    """
+    if not models:
+        raise ValueError("anova() needs at least one model")
+    for m in models:
+        if not isinstance(m, LmerModel):
+            raise TypeError(f"anova() takes LmerModel objects, not {type(m).__name__}")
+    labels = [f"model{i + 1}" for i in range(len(models))]
+    try:
+        return _r.call(
+            ".pylmer_lmer_anova",
+            [m._mermod() for m in models],
+            labels,
+            refit=bool(refit),
+            stacklevel=2,
+        )
+    except RError as exc:
+        raise RError(f"anova failed: {exc.r_message}", r_message=exc.r_message) from None

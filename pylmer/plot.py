@@ -1,0 +1,427 @@
+"""Figures for fitted models (needs matplotlib: ``pip install pylmer[plot]``).
+
+- :func:`caterpillar`: random effects per level with conditional intervals;
+- :func:`residual_plot`, :func:`qq_plot` and :func:`diagnostics`: residual checks;
+- :func:`observed_vs_fitted`: one small panel per group level;
+- :func:`convergence_trace`: the iterations of a :class:`~pylmer.MixedMLRegressor`.
+
+Each function takes a fitted :class:`~pylmer.LmerModel` (or its
+:class:`~pylmer.results.LmerResults`, or a fitted :class:`~pylmer.MixedMLRegressor`
+where that makes sense) and optionally the matplotlib Axes to draw on; it returns the
+Axes (one panel) or the Figure (several panels).  matplotlib is imported on first use,
+so ``import pylmer`` never needs it; pick a backend yourself (``matplotlib.use("Agg")``
+for scripts writing PNG files).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .results import LmerResults
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "caterpillar",
+    "convergence_trace",
+    "diagnostics",
+    "observed_vs_fitted",
+    "qq_plot",
+    "residual_plot",
+]
+
+_INSTALL = "pylmer.plot needs matplotlib: pip install pylmer[plot] (or pip install matplotlib)"
+
+
+def _pyplot() -> Any:
+    """Import matplotlib.pyplot, or raise an ImportError saying how to install it."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(_INSTALL) from exc
+    return plt
+
+
+def _results(model: Any) -> LmerResults:
+    """The :class:`LmerResults` of an LmerModel, LmerResults or fitted MixedMLRegressor."""
+    if isinstance(model, LmerResults):
+        return model
+    results = getattr(model, "results", None)
+    if isinstance(results, LmerResults):
+        return results
+    if hasattr(model, "history_") and hasattr(model, "lmer_"):  # a fitted MixedMLRegressor
+        if isinstance(model.lmer_, list):
+            raise ValueError(
+                "this MixedMLRegressor has several targets: pass one of its lmer_ models"
+            )
+        return model.lmer_.results
+    raise TypeError(
+        f"expected a fitted LmerModel, LmerResults or MixedMLRegressor, not {type(model).__name__}"
+    )
+
+
+def _group(res: LmerResults, group: str | None) -> str:
+    if group is None:
+        return next(iter(res.ranef))
+    if group not in res.ranef:
+        raise ValueError(f"no grouping factor {group!r}; the model has {', '.join(res.ranef)}")
+    return group
+
+
+def _axes_list(ax: Any, n: int) -> list[Axes] | None:
+    if ax is None:
+        return None
+    axes = list(np.ravel(ax)) if isinstance(ax, Sequence | np.ndarray) else [ax]
+    if len(axes) != n:
+        raise ValueError(f"got {len(axes)} Axes for {n} panels")
+    return axes
+
+
+def caterpillar(
+    model: Any,
+    group: str | None = None,
+    *,
+    terms: Sequence[str] | None = None,
+    level: float = 0.95,
+    sort: bool = True,
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
+    """Caterpillar plot: the random effects of one grouping factor with intervals.
+
+    Each level's conditional mode is drawn with the interval
+    ``mode +- z * conditional sd`` (lme4's ``dotplot(ranef(m, condVar = TRUE))``).
+
+    Parameters
+    ----------
+    model : LmerModel, LmerResults or MixedMLRegressor
+        A fitted model (for MixedML, its random-effects model ``lmer_``).
+    group : str, optional
+        The grouping factor; default: the first one.
+    terms : sequence of str, optional
+        Which random-effect terms (columns of ``ranef[group]``); default: all, one panel
+        each.
+    level : float, default=0.95
+        Coverage of the normal intervals.
+    sort : bool, default=True
+        Order the levels by the effect of the first term.
+    ax : Axes or sequence of Axes, optional
+        One Axes per term to draw on; default: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, not {level}")
+    res = _results(model)
+    group = _group(res, group)
+    modes, sds = res.ranef[group], res.ranef_sd[group]
+    terms = list(modes.columns) if terms is None else list(terms)
+    unknown = [t for t in terms if t not in modes.columns]
+    if unknown:
+        raise ValueError(f"no term(s) {unknown} for {group!r}; it has {list(modes.columns)}")
+    order = np.argsort(modes[terms[0]].to_numpy(), kind="stable") if sort else np.arange(len(modes))
+    modes, sds = modes.iloc[order], sds.iloc[order]
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    n = len(modes)
+    axes = _axes_list(ax, len(terms))
+    if axes is None:
+        plt = _pyplot()
+        fig, grid = plt.subplots(
+            1,
+            len(terms),
+            sharey=True,
+            squeeze=False,
+            figsize=(1.0 + 3.2 * len(terms), min(max(3.0, 0.16 * n + 1.2), 30.0)),
+        )
+        axes = list(grid[0])
+    y = np.arange(n)
+    for axis, term in zip(axes, terms, strict=True):
+        axis.errorbar(
+            modes[term].to_numpy(),
+            y,
+            xerr=z * sds[term].to_numpy(),
+            fmt="o",
+            ms=3,
+            elinewidth=1,
+            capsize=0,
+        )
+        axis.axvline(0.0, color="grey", lw=0.8, ls=":")
+        axis.set_title(str(term))
+        axis.set_xlabel("conditional mode")
+        if n <= 60:
+            axis.set_yticks(y, [str(v) for v in modes.index], fontsize=7 if n > 25 else 9)
+        else:
+            axis.set_yticks([])
+    axes[0].set_ylabel(group)
+    fig = axes[0].figure
+    fig.suptitle(f"Random effects of {group} ({level:.0%} conditional intervals)")
+    fig.tight_layout()
+    return fig
+
+
+def residual_plot(model: Any, *, ax: Axes | None = None) -> Axes:
+    """Residuals against fitted values, with a running mean of the residuals.
+
+    Parameters
+    ----------
+    model : LmerModel or LmerResults
+        A fitted model.
+    ax : Axes, optional
+        Where to draw; default: a new figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    res = _lmer_only(model)
+    used = res.fitted.notna().to_numpy()
+    fitted = res.fitted.to_numpy()[used]
+    resid = res.residuals.to_numpy()[used]
+    ax = ax if ax is not None else _pyplot().subplots(figsize=(5, 4))[1]
+    ax.scatter(fitted, resid, s=8, alpha=_alpha(len(fitted)), lw=0)
+    ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+    centres, means = _binned_means(fitted, resid)
+    ax.plot(centres, means, color="C3", lw=1.5, label="binned mean")
+    ax.set_xlabel("fitted")
+    ax.set_ylabel("residual")
+    ax.set_title("Residuals vs fitted")
+    ax.legend(loc="best", fontsize=8)
+    return ax
+
+
+def qq_plot(model: Any, *, ax: Axes | None = None) -> Axes:
+    """Normal QQ plot of the scaled residuals (or of any values).
+
+    Parameters
+    ----------
+    model : LmerModel, LmerResults or array-like
+        A fitted model (its scaled residuals are used) or the values themselves.
+    ax : Axes, optional
+        Where to draw; default: a new figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The points and, as R's ``qqline``, the line through the quartiles.
+    """
+    if isinstance(model, np.ndarray | pd.Series | list | tuple):
+        values = np.asarray(model, dtype=float)
+        label = "sample quantiles"
+    else:
+        values = np.asarray(_lmer_only(model).scaled_residuals, dtype=float)
+        label = "scaled residuals"
+    values = np.sort(values[np.isfinite(values)])
+    if values.size < 2:
+        raise ValueError("a QQ plot needs at least two finite values")
+    normal = NormalDist()
+    probs = (np.arange(1, values.size + 1) - 0.5) / values.size
+    theory = np.array([normal.inv_cdf(p) for p in probs])
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    t1, t3 = normal.inv_cdf(0.25), normal.inv_cdf(0.75)
+    slope = (q3 - q1) / (t3 - t1)
+    ax = ax if ax is not None else _pyplot().subplots(figsize=(5, 4))[1]
+    ax.scatter(theory, values, s=8, alpha=_alpha(values.size), lw=0)
+    ends = np.array([theory[0], theory[-1]])
+    ax.plot(ends, q1 + slope * (ends - t1), color="C3", lw=1.2)
+    ax.set_xlabel("normal quantiles")
+    ax.set_ylabel(label)
+    ax.set_title("Normal QQ plot")
+    return ax
+
+
+def diagnostics(model: Any) -> Figure:
+    """Residuals vs fitted and the normal QQ plot side by side.
+
+    Parameters
+    ----------
+    model : LmerModel or LmerResults
+        A fitted model.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    res = _lmer_only(model)
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 4))
+    residual_plot(res, ax=left)
+    qq_plot(res, ax=right)
+    fig.suptitle(res.formula)
+    fig.tight_layout()
+    return fig
+
+
+def observed_vs_fitted(
+    model: Any,
+    group: str | None = None,
+    *,
+    x: str | None = None,
+    levels: Sequence[Any] | None = None,
+    ncols: int = 6,
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
+    """Observed and fitted values, one small panel per level of a grouping factor.
+
+    Parameters
+    ----------
+    model : LmerModel
+        A fitted model (its data are needed to find each row's group).
+    group : str, optional
+        A grouping column of the model's data; default: the first grouping factor.
+    x : str, optional
+        A numeric column for the horizontal axis: observed values as points, fitted
+        values as a line (e.g. ``x="Days"``).  Default: observed against fitted, with the
+        identity line.
+    levels : sequence, optional
+        The levels to show (default: all, in the order of the random effects).
+    ncols : int, default=6
+        Panels per row.
+    ax : sequence of Axes, optional
+        One Axes per level; default: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    data = getattr(model, "data", None)
+    if not isinstance(data, pd.DataFrame) or not isinstance(
+        getattr(model, "results", None), LmerResults
+    ):
+        raise TypeError(f"observed_vs_fitted needs a fitted LmerModel, not {type(model).__name__}")
+    res = model.results
+    group = _group(res, group)
+    if group not in data.columns:
+        raise ValueError(f"{group!r} is not a column of the model's data (a nested factor?)")
+    if x is not None and x not in data.columns:
+        raise ValueError(f"{x!r} is not a column of the model's data")
+    keys = data[group].astype(str)
+    levels = list(res.ranef[group].index) if levels is None else list(levels)
+    missing = [lev for lev in levels if str(lev) not in set(keys)]
+    if missing:
+        raise ValueError(f"level(s) {missing} of {group!r} are not in the data")
+    fitted = res.fitted
+    observed = fitted + res.residuals
+    n = len(levels)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    axes = _axes_list(ax, n)
+    if axes is None:
+        fig, grid = _pyplot().subplots(
+            nrows,
+            ncols,
+            sharex=True,
+            sharey=True,
+            squeeze=False,
+            figsize=(2.3 * ncols, 1.9 * nrows + 0.6),
+        )
+        for extra in grid.ravel()[n:]:
+            extra.set_visible(False)
+        axes = list(grid.ravel()[:n])
+    for axis, lev in zip(axes, levels, strict=True):
+        rows = (keys == str(lev)).to_numpy() & fitted.notna().to_numpy()
+        if x is None:
+            axis.scatter(fitted[rows], observed[rows], s=10)
+            both = np.concatenate([fitted[rows], observed[rows]])
+            lims = [both.min(), both.max()]
+            axis.plot(lims, lims, color="grey", lw=0.8, ls=":")
+        else:
+            xs = data.loc[rows, x].to_numpy(dtype=float)
+            order = np.argsort(xs, kind="stable")
+            axis.scatter(xs, observed[rows], s=10)
+            axis.plot(xs[order], fitted[rows].to_numpy()[order], color="C1", lw=1.5)
+        axis.set_title(str(lev), fontsize=9)
+    fig = axes[0].figure
+    xlabel = "fitted" if x is None else x
+    fig.supxlabel(xlabel)
+    fig.supylabel("observed")
+    fig.suptitle(f"Observed vs fitted by {group}")
+    fig.tight_layout()
+    return fig
+
+
+def convergence_trace(model: Any, *, ax: Sequence[Axes] | None = None) -> Figure:
+    """The iterations of a MixedML fit: log-likelihood, change of u, variance components.
+
+    Parameters
+    ----------
+    model : MixedMLRegressor or pandas.DataFrame
+        A fitted MixedMLRegressor (its ``history_``) or such a history.
+    ax : sequence of 3 Axes, optional
+        Where to draw; default: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels: the marginal log-likelihood of the random-effects model, the
+        relative change of the random effects (log scale, with ``tol`` when known), and
+        the variance components with the residual variance.
+    """
+    history = model if isinstance(model, pd.DataFrame) else getattr(model, "history_", None)
+    if not isinstance(history, pd.DataFrame):
+        raise TypeError(
+            f"expected a fitted MixedMLRegressor or its history_, not {type(model).__name__}"
+        )
+    axes = _axes_list(ax, 3)
+    if axes is None:
+        fig, grid = _pyplot().subplots(1, 3, figsize=(13, 3.8))
+        axes = list(grid)
+    it = history.index.to_numpy()
+    for col in [c for c in history.columns if c.startswith("loglik")]:
+        axes[0].plot(it, history[col], marker="o", ms=3, label=col)
+    axes[0].set_title("log-likelihood (random-effects model)")
+    delta = history["max_delta_u"].to_numpy(dtype=float)
+    finite = np.isfinite(delta) & (delta > 0)
+    axes[1].semilogy(it[finite], delta[finite], marker="o", ms=3)
+    tol = getattr(model, "tol", None)
+    if tol is not None:
+        axes[1].axhline(tol, color="grey", ls=":", lw=1, label=f"tol = {tol:g}")
+        axes[1].legend(fontsize=8)
+    axes[1].set_title("relative change of u")
+    for col in [c for c in history.columns if c.startswith(("var(", "sigma"))]:
+        values = history[col] ** 2 if col.startswith("sigma") else history[col]
+        label = col.replace("sigma", "residual var", 1) if col.startswith("sigma") else col
+        axes[2].plot(it, values, marker="o", ms=3, label=label)
+    axes[2].set_title("variance components")
+    axes[2].legend(fontsize=7)
+    for axis in axes:
+        axis.set_xlabel("iteration")
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _lmer_only(model: Any) -> LmerResults:
+    if hasattr(model, "history_"):
+        raise TypeError(
+            "residual plots need an LmerModel; for a MixedMLRegressor compute "
+            "y - predict(X) yourself and use qq_plot(values)"
+        )
+    return _results(model)
+
+
+def _alpha(n: int) -> float:
+    return float(np.clip(30.0 / math.sqrt(max(n, 1)), 0.05, 0.8))
+
+
+def _binned_means(x: np.ndarray, y: np.ndarray, bins: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Means of ``y`` within quantile bins of ``x`` (at most ``bins``, at least 5 points)."""
+    bins = max(1, min(bins, x.size // 5))
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, max(len(edges) - 2, 0))
+    centres, means = [], []
+    for k in np.unique(which):
+        sel = which == k
+        centres.append(x[sel].mean())
+        means.append(y[sel].mean())
+    return np.asarray(centres), np.asarray(means)

@@ -1,0 +1,301 @@
+# R side of pylmer.lmer: fit a linear mixed model with lme4 and extract everything the
+# Python LmerModel exposes in ONE call; then the on-request helpers (Satterthwaite,
+# predict, refit, confint, simulate, anova, script writer).  Sourced by pylmer/_r.py
+# after bridge.R into the private environment.
+
+# ------------------------------------------------------------------ validation
+
+.pylmer_lmer_formula <- function(formula, data) {
+  f <- tryCatch(
+    stats::as.formula(formula),
+    error = function(e) .pylmer_stop("formula", "cannot parse the formula '", formula, "': ",
+                                     conditionMessage(e))
+  )
+  if (length(f) != 3L) .pylmer_stop("formula", "the formula '", formula, "' has no response")
+  if (is.null(lme4::findbars(f))) {
+    .pylmer_stop("formula", "the formula '", formula, "' has no random-effects term such as ",
+                 "(1 | group); use a linear model for purely fixed effects")
+  }
+  vars <- all.vars(f)
+  missing <- vars[!vars %in% names(data) & !vapply(vars, exists, TRUE, envir = baseenv())]
+  if (length(missing)) {
+    .pylmer_stop("formula", "the formula names column(s) not in the data: ",
+                 paste0("'", missing, "'", collapse = ", "))
+  }
+  response <- eval(f[[2L]], data, baseenv())
+  if (!is.numeric(response) || is.factor(response)) {
+    .pylmer_stop("data", "the response '", paste(deparse(f[[2L]]), collapse = " "),
+                 "' must be numeric, not ", class(response)[1L])
+  }
+  f
+}
+
+.pylmer_lmer_control <- function(control) {
+  if (is.null(control)) return(lme4::lmerControl())
+  args <- control[!vapply(control, is.null, TRUE)]
+  if (!is.null(args$maxfun)) {
+    args$optCtrl <- list(maxfun = args$maxfun)
+    args$maxfun <- NULL
+  }
+  do.call(lme4::lmerControl, args)
+}
+
+# ------------------------------------------------------------------ fit + extract
+
+# Fit `formula` on the data bound as `name` and return the merMod and every result.
+.pylmer_lmer_fit <- function(name, formula, REML = TRUE, control = NULL, weights = NULL,
+                             na_action = "omit") {
+  data <- get(name, envir = .pylmer_store)
+  f <- .pylmer_lmer_formula(formula, data)
+  # The call is evaluated in a small environment that holds only the data and the
+  # weights: lme4's update()/profile() and lmerTest re-evaluate the call there later.
+  env <- new.env(parent = globalenv())
+  env$data <- data
+  environment(f) <- env
+  na <- if (identical(na_action, "error")) quote(stats::na.fail) else quote(stats::na.omit)
+  # the control goes into the call as a value: bootMer() evaluates it in its caller
+  call <- bquote(lme4::lmer(.(f), data = data, REML = .(REML),
+                            control = .(.pylmer_lmer_control(control)), na.action = .(na)))
+  if (!is.null(weights)) {
+    if (is.character(weights)) {
+      if (!weights %in% names(data)) {
+        .pylmer_stop("data", "the weights column '", weights, "' is not in the data")
+      }
+      env$w <- data[[weights]]
+    } else {
+      env$w <- as.numeric(weights)
+    }
+    call$weights <- quote(w)
+  }
+  model <- tryCatch(eval(call, env), error = function(e) {
+    msg <- conditionMessage(e)
+    if (grepl("missing values in object", msg, fixed = TRUE)) {
+      .pylmer_stop("data", "the data have missing values in the model's columns ",
+                   "(na_action='error'): ", msg)
+    }
+    stop(e)
+  })
+  c(list(model = model), .pylmer_lmer_extract(model))
+}
+
+# Every accessor of a fitted model, as plain vectors and data frames.
+.pylmer_lmer_extract <- function(m) {
+  beta <- lme4::fixef(m)
+  V <- as.matrix(stats::vcov(m, correlation = FALSE))
+  se <- sqrt(diag(V))
+  re <- lme4::ranef(m, condVar = TRUE)
+  ranef_sd <- lapply(re, .pylmer_lmer_condsd)
+  ranef <- lapply(re, function(r) {
+    attr(r, "postVar") <- NULL
+    as.data.frame(r, optional = TRUE)
+  })
+  coefs <- lapply(stats::coef(m), function(r) as.data.frame(r, optional = TRUE))
+  vc <- as.data.frame(lme4::VarCorr(m))
+  names(vc) <- c("group", "var1", "var2", "variance", "sd_or_cor")
+  ll <- stats::logLik(m)
+  conv <- m@optinfo$conv
+  lme4_messages <- as.character(unlist(conv$lme4$messages))
+  opt_warnings <- as.character(unlist(m@optinfo$warnings))
+  failed <- !is.null(conv$lme4$code) && any(conv$lme4$code != 0)
+  rows <- as.integer(rownames(m@frame))
+  res <- stats::residuals(m)
+  list(
+    fixef = data.frame(
+      estimate = unname(beta), std_error = unname(se), t_value = unname(beta / se),
+      row.names = names(beta)
+    ),
+    ranef = ranef,
+    ranef_sd = ranef_sd,
+    coef = coefs,
+    varcorr = vc,
+    sigma = stats::sigma(m),
+    theta = lme4::getME(m, "theta"),
+    loglik = as.numeric(ll),
+    df = as.integer(attr(ll, "df")),
+    aic = stats::AIC(m),
+    bic = stats::BIC(m),
+    deviance = suppressWarnings(stats::deviance(m)),
+    reml_criterion = lme4::REMLcrit(m),
+    nobs = as.integer(stats::nobs(m)),
+    ngrps = lme4::ngrps(m),
+    vcov = V,
+    fitted = unname(stats::fitted(m)),
+    residuals = unname(res),
+    scaled_residuals = unname(stats::residuals(m, type = "pearson", scaled = TRUE)),
+    rows = rows,
+    is_singular = lme4::isSingular(m),
+    converged = conv$opt == 0 && !failed && length(opt_warnings) == 0L,
+    messages = c(lme4_messages, opt_warnings),
+    reml = lme4::isREML(m),
+    optimizer = m@optinfo$optimizer,
+    fixed_levels = .pylmer_lmer_fixed_levels(m),
+    response = paste(deparse(stats::formula(m)[[2L]]), collapse = " ")
+  )
+}
+
+# Conditional standard deviations of one grouping factor's modes (same shape).  postVar
+# is a k x k x levels array, or a list of them when the factor has several terms.
+.pylmer_lmer_condsd <- function(r) {
+  pv <- attr(r, "postVar")
+  blocks <- if (is.list(pv)) pv else list(pv)
+  sds <- unlist(lapply(blocks, function(a) {
+    lapply(seq_len(dim(a)[1L]), function(k) sqrt(a[k, k, ]))
+  }), recursive = FALSE)
+  out <- as.data.frame(sds, col.names = names(r), optional = TRUE)
+  rownames(out) <- rownames(r)
+  out
+}
+
+# Levels of the factor (or character) columns the fixed part uses: predict() checks
+# new data against them.
+.pylmer_lmer_fixed_levels <- function(m) {
+  vars <- all.vars(lme4::nobars(stats::formula(m))[[3L]])
+  frame <- m@frame
+  out <- list()
+  for (v in intersect(vars, names(frame))) {
+    x <- frame[[v]]
+    if (is.factor(x)) out[[v]] <- levels(x)
+    else if (is.character(x)) out[[v]] <- sort(unique(x))
+  }
+  out
+}
+
+# ------------------------------------------------------------------ Satterthwaite
+
+.pylmer_lmer_satterthwaite <- function(m) {
+  if (!requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
+  # evaluated with the fit's environment as parent frame, where lmerTest looks up `data`
+  mt <- eval(quote(lmerTest::as_lmerModLmerTest(model)), list(model = m),
+             enclos = environment(stats::formula(m)))
+  tab <- summary(mt)$coefficients
+  data.frame(df = unname(tab[, "df"]), p_value = unname(tab[, "Pr(>|t|)"]),
+             row.names = rownames(tab))
+}
+
+# ------------------------------------------------------------------ predict
+
+.pylmer_lmer_check_levels <- function(m, newdata, allow_new_levels) {
+  for (v in names(fl <- .pylmer_lmer_fixed_levels(m))) {
+    if (!v %in% names(newdata)) next
+    x <- as.character(newdata[[v]])
+    new <- setdiff(unique(x[!is.na(x)]), fl[[v]])
+    if (length(new)) {
+      .pylmer_stop("data", "column '", v, "' of newdata has level(s) not seen in training: ",
+                   paste0("'", new, "'", collapse = ", "), " (a fixed effect cannot predict ",
+                   "unseen levels)")
+    }
+  }
+  if (allow_new_levels) return(invisible())
+  env <- environment(stats::formula(m))
+  for (bar in lme4::findbars(stats::formula(m))) {
+    grp <- bar[[3L]]
+    label <- paste(deparse(grp), collapse = " ")
+    if (!label %in% names(m@flist)) next
+    x <- as.character(eval(grp, newdata, env))
+    new <- setdiff(unique(x[!is.na(x)]), levels(m@flist[[label]]))
+    if (length(new)) {
+      shown <- if (length(new) > 10) c(utils::head(new, 10), "...") else new
+      .pylmer_stop("data", "grouping factor '", label, "' of newdata has ", length(new),
+                   " level(s) not seen in training: ", paste0("'", shown, "'", collapse = ", "),
+                   "; pass allow_new_levels=True to predict them from the fixed part alone")
+    }
+  }
+}
+
+.pylmer_lmer_predict <- function(m, name = NULL, include_random = TRUE,
+                                 allow_new_levels = TRUE) {
+  re_form <- if (include_random) NULL else NA
+  if (is.null(name)) return(unname(stats::predict(m, re.form = re_form)))
+  newdata <- get(name, envir = .pylmer_store)
+  .pylmer_lmer_check_levels(m, newdata, allow_new_levels)
+  unname(stats::predict(m, newdata = newdata, re.form = re_form,
+                        allow.new.levels = allow_new_levels, na.action = stats::na.pass))
+}
+
+# ------------------------------------------------------------------ refit, intervals
+
+.pylmer_lmer_refit <- function(m, newresp) {
+  if (length(newresp) != stats::nobs(m)) {
+    .pylmer_stop("data", "newresp has ", length(newresp), " values; the model has ",
+                 stats::nobs(m), " observations")
+  }
+  model <- lme4::refit(m, newresp = as.numeric(newresp))
+  c(list(model = model), .pylmer_lmer_extract(model))
+}
+
+.pylmer_lmer_refit_ml <- function(m) {
+  model <- lme4::refitML(m)
+  c(list(model = model), .pylmer_lmer_extract(model))
+}
+
+.pylmer_lmer_confint <- function(m, method = "Wald", level = 0.95, nsim = 500L, seed = NULL) {
+  if (!is.null(seed)) set.seed(seed)
+  ci <- stats::confint(m, method = method, level = level, nsim = nsim, quiet = TRUE)
+  as.matrix(ci)
+}
+
+.pylmer_lmer_simulate <- function(m, nsim = 1L, seed = NULL) {
+  sims <- stats::simulate(m, nsim = nsim, seed = seed)
+  attr(sims, "seed") <- NULL
+  rownames(sims) <- NULL
+  sims
+}
+
+# Likelihood-ratio tests; `labels` name the models in the table as symbols would in R.
+.pylmer_lmer_anova <- function(models, labels, refit = TRUE) {
+  env <- list2env(stats::setNames(models, labels), parent = environment())
+  call <- as.call(c(list(quote(stats::anova)), lapply(labels, as.name), list(refit = refit)))
+  as.data.frame(eval(call, env))
+}
+
+# ------------------------------------------------------------------ script writer
+
+# Write the data as CSV (doubles at full precision) and an R script that refits the model
+# in plain R; factor columns keep their level order.  Returns the script's path.
+.pylmer_lmer_write_script <- function(name, dir, stem, formula, REML = TRUE, control = NULL,
+                                      weights = NULL) {
+  data <- get(name, envir = .pylmer_store)
+  out <- data
+  for (v in names(out)) {
+    if (is.double(out[[v]]) && !inherits(out[[v]], "POSIXct")) {
+      out[[v]] <- ifelse(is.na(out[[v]]), NA_character_, sprintf("%.17g", out[[v]]))
+    }
+  }
+  csv <- paste0(stem, ".csv")
+  utils::write.csv(out, file.path(dir, csv), row.names = FALSE, na = "NA")
+  factors <- Filter(function(v) is.factor(data[[v]]), names(data))
+  relevel <- vapply(factors, function(v) {
+    sprintf("data[[%s]] <- factor(data[[%s]], levels = %s)", deparse(v), deparse(v),
+            paste(deparse(levels(data[[v]])), collapse = " "))
+  }, "")
+  ctrl <- if (is.null(control)) list() else control[!vapply(control, is.null, TRUE)]
+  if (!is.null(ctrl$maxfun)) {
+    ctrl$optCtrl <- list(maxfun = ctrl$maxfun)
+    ctrl$maxfun <- NULL
+  }
+  ctrl_call <- paste(deparse(as.call(c(list(as.name("lmerControl")), ctrl))), collapse = " ")
+  w <- if (is.null(weights)) {
+    ""
+  } else if (is.character(weights)) {
+    sprintf(", weights = %s", deparse(as.name(weights), backtick = TRUE))
+  } else {
+    ", weights = w"
+  }
+  lines <- c(
+    "# Written by pylmer: refits the model in plain R with lme4.",
+    "# Run from this directory: Rscript <this file>",
+    "library(lme4)",
+    sprintf("data <- read.csv(%s, check.names = FALSE, stringsAsFactors = FALSE)",
+            deparse(csv)),
+    unname(relevel),
+    if (is.numeric(weights)) {
+      sprintf("w <- c(%s)", paste(sprintf("%.17g", weights), collapse = ", "))
+    },
+    sprintf("m <- lmer(%s, data = data, REML = %s, control = %s%s)", formula, REML, ctrl_call,
+            w),
+    "print(summary(m))"
+  )
+  path <- file.path(dir, paste0(stem, ".R"))
+  writeLines(lines, path)
+  path
+}
