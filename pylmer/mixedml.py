@@ -8,27 +8,29 @@ The mixedML framework (Kilian, Ye & Kelava, *Mixed effects in machine learning*,
 
 and estimates it with an EM-like alternation, starting from :math:`u = 0`:
 
-1. fit a clone of the estimator on :math:`(X, y - Zu)`;
+1. fit a clone of the estimator on :math:`(X, y - c)`, where :math:`c` is the current
+   contribution of the residual model below (zero at the start);
 2. take the residuals :math:`e = y - \\hat f(X)` (in-sample, or out-of-fold with folds
    that keep each group together);
 3. lme4 fits the residual model ``e ~ <covariates of the random part> + <random part>``
-   (ML or REML), giving new :math:`u`, :math:`G` and :math:`\\sigma`; the next target
-   of the estimator is :math:`y - Zu`;
+   (ML or REML), giving :math:`u`, :math:`G`, :math:`\\sigma` and the new contribution
+   :math:`c = X_r\\gamma + Zu`;
 
 until the relative changes of the marginal log-likelihood and of :math:`u` fall below
-``tol``.
+``tol``.  Predictions are :math:`\\hat f(X) + X_r\\gamma + Zu`.
 
-Why the random-part covariates also enter the residual model as fixed effects (the paper
-fits ``e ~ 0 + <random part>``): the means of the random coefficients and the fixed part
-trade off against each other, and with ``0 +`` that direction is only corrected through
-the shrinkage of :math:`u`, which makes the alternation crawl (hundreds of iterations on
-``simulate_longitudinal``).  Estimating those means next to :math:`u` and handing them
-back to the estimator (its next target is :math:`y - Zu`, without them) centres
-:math:`u` at every step.  The fixed point is the same: when the estimator can represent
-the covariates (a linear model) the residual model's fixed part goes to zero and the
-result is lme4's ML fit of ``y ~ x + <random part>``; when it cannot (a forest that
-cannot extrapolate a linear trend), the remainder is kept as a linear correction and
-used in :meth:`MixedMLRegressor.predict`.
+Why the random-part covariates :math:`X_r` also enter the residual model as fixed effects
+(the paper fits ``e ~ 0 + <random part>``): the means of the random coefficients and the
+fixed part trade off against each other, and with ``0 +`` that direction is corrected
+only through the shrinkage of :math:`u`, so the alternation crawls (hundreds of
+iterations on ``simulate_longitudinal``).  With :math:`X_r\\gamma` in the residual model
+each step is an exact block update of one joint model
+:math:`y = f(X) + X_r\\gamma + Zu + \\varepsilon` (backfitting), the marginal
+likelihood increases monotonically for a linear estimator, and the means are estimated
+together with :math:`u`.  With ``LinearRegression`` the fixed part
+:math:`\\hat f(X) + X_r\\gamma` converges to lme4's ML fit of
+``y ~ x + <random part>``; with an estimator that cannot represent :math:`X_r` (a forest
+does not extrapolate a linear trend) :math:`X_r\\gamma` is a linear correction to it.
 
 The random-effects data stay in R across iterations; only the residual vector crosses,
 and lme4's ``refit`` reuses the model and starts from the previous estimate.
@@ -177,19 +179,18 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         return X[self.features_]
 
     def _fixed_part(self, est: Any, Xf: pd.DataFrame, target: np.ndarray, groups: Any) -> Any:
-        """Fit ``est`` on the adjusted target; return it and the residual predictions."""
-        est.fit(Xf, target[:, 0] if target.shape[1] == 1 else target)
+        """Fit ``est`` on the adjusted target; return it and the residual predictions.
+
+        With ``residuals="oof"`` only the out-of-fold predictions are needed inside the
+        loop, so ``est`` is returned unfitted: :meth:`fit` fits it once, after the loop, on
+        the target of the last iteration (one fit per iteration saved, same result).
+        """
+        target = target[:, 0] if target.shape[1] == 1 else target
         if self.residuals == "in_sample":
-            pred = est.predict(Xf)
+            pred = est.fit(Xf, target).predict(Xf)
         else:
             folds = GroupKFold(n_splits=self.cv)
-            pred = cross_val_predict(
-                clone(est),
-                Xf,
-                target[:, 0] if target.shape[1] == 1 else target,
-                groups=groups,
-                cv=folds,
-            )
+            pred = cross_val_predict(clone(est), Xf, target, groups=groups, cv=folds)
         return est, np.asarray(pred, dtype=float).reshape(len(Xf), -1)
 
     # ------------------------------------------------------------------ fit
@@ -240,11 +241,14 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         history: list[dict[str, Any]] = []
         bar = self._progress_bar()
 
+        last_target: list[np.ndarray] = []  # the estimator's target in the last iteration
+
         def step(zu: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
             """One EM iteration from the random-effect contributions ``zu``."""
             nonlocal states
             it = len(history) + 1
             t0 = time.perf_counter()
+            last_target[:] = [Y - zu]
             est, pred = self._fixed_part(clone(self._base_estimator()), Xf, Y - zu, groups)
             t1 = time.perf_counter()
             resid = Y - pred
@@ -286,8 +290,15 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
                 if done():
                     zu = zu2
                     continue
-                zu = _squarem(zu, zu1, zu2)
-                zu, est, pred = step(zu)
+                loglik2 = sum(s["loglik"] for s in states)
+                jump = step(_squarem(zu, zu1, zu2))
+                if sum(s["loglik"] for s in states) >= loglik2:
+                    zu, est, pred = jump
+                else:  # the extrapolation overshot: take the plain step from zu2 instead
+                    zu, est, pred = step(zu2)
+            if self.residuals == "oof":  # see _fixed_part
+                target = last_target[0]
+                est.fit(Xf, target[:, 0] if target.shape[1] == 1 else target)
         except BaseException:
             for attr in ("estimator_", "lmer_", "ranef_", "varcorr_", "n_iter_", "history_"):
                 self.__dict__.pop(attr, None)
@@ -382,7 +393,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ predict
 
     def predict(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
-        """Predict :math:`f(X) + Zu`.
+        """Predict :math:`f(X) + X_r\\gamma + Zu`.
 
         Parameters
         ----------
@@ -398,8 +409,8 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n,) or (n, k)
-            Known groups get :math:`f(X) + Zu`; groups unseen in training get
-            :math:`f(X)` (unless ``y`` is given for them).
+            Known groups get :math:`f(X) + X_r\\gamma + Zu`; groups unseen in training
+            get the fixed part :math:`f(X) + X_r\\gamma` (unless ``y`` is given for them).
 
         Notes
         -----

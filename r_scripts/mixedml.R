@@ -37,15 +37,12 @@
 }
 
 .mixedml_state <- function(m) {
-  xg <- unname(drop(lme4::getME(m, "X") %*% lme4::fixef(m)))
   conv <- m@optinfo$conv$lme4$messages
   list(
     model = m,
     b = as.vector(lme4::getME(m, "b")),
-    # zu: the random part Z u only; xg: the fixed part of the residual model (-> 0 when the
-    # estimator can represent the random-part covariates, e.g. a linear model)
-    zu = unname(stats::fitted(m) - xg),
-    xg = xg,
+    # the residual model's whole contribution, its fixed part X_r gamma plus Z u
+    zu = unname(stats::fitted(m)),
     loglik = as.numeric(stats::logLik(m)),
     sigma = stats::sigma(m),
     theta = unname(lme4::getME(m, "theta")),
@@ -82,6 +79,14 @@
 # the rows of `target_name` (0 for levels absent from the observed rows).
 .mixedml_new_groups <- function(theta, obs_name, target_name, random_effects, reml) {
   obs <- get(obs_name, envir = .pylmer_store)
+  target <- get(target_name, envir = .pylmer_store)
+  # Grouping columns as integer codes (shared by obs and target): a factor with a single
+  # level (one new subject) would make model.matrix() fail on its contrasts.
+  for (g in .mixedml_vars(random_effects)$groups) {
+    levels <- unique(c(as.character(obs[[g]]), as.character(target[[g]])))
+    obs[[g]] <- match(as.character(obs[[g]]), levels)
+    target[[g]] <- match(as.character(target[[g]]), levels)
+  }
   ctrl <- lme4::lmerControl(check.nobs.vs.nRE = "ignore", check.nobs.vs.nlev = "ignore",
                             check.nlev.gtr.1 = "ignore", check.rankX = "ignore")
   lf <- lme4::lFormula(.mixedml_formula(random_effects, centred = FALSE), data = obs, REML = reml,
@@ -89,6 +94,5 @@
   devfun <- do.call(lme4::mkLmerDevfun, lf)
   opt <- list(par = theta, fval = devfun(theta), conv = 0L, message = "fixed theta")
   fit <- lme4::mkMerMod(environment(devfun), opt, lf$reTrms, fr = lf$fr)
-  target <- get(target_name, envir = .pylmer_store)
   unname(stats::predict(fit, newdata = target, allow.new.levels = TRUE))
 }

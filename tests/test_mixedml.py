@@ -41,12 +41,19 @@ def rel(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
 
 
+def _fixed_part(model: MixedMLRegressor, X: pd.DataFrame) -> np.ndarray:
+    """The model's fixed part f(X) + X_r gamma: its prediction for groups never seen."""
+    return model.predict(X.assign(individus=X["individus"] + 10_000))
+
+
 def test_linear_estimator_reproduces_lmer_ml(small, linear_fit):
     ref = pylmer.lmer(f"y_mixed_obs ~ {' + '.join(SLOPES)} + {RE}", small, reml=False)
-    est = linear_fit.estimator_
-    ours = np.r_[est.intercept_, est.coef_]
     assert linear_fit.converged_
-    assert rel(ours, ref.fixef["estimate"].to_numpy()) < 1e-3
+    X = small[["individus", *SLOPES]]
+    # the fixed part is linear in X: its coefficients are lme4's fixed effects
+    fixed = _fixed_part(linear_fit, X)
+    ours = LinearRegression().fit(X[SLOPES], fixed)
+    assert rel(np.r_[ours.intercept_, ours.coef_], ref.fixef["estimate"].to_numpy()) < 1e-3
     assert rel(linear_fit.varcorr_["variance"], ref.varcorr["variance"]) < 1e-3
     assert abs(linear_fit.lmer_.loglik - ref.loglik) / abs(ref.loglik) < 1e-6
     # random effects: MixedML's u equals lmer's conditional modes
@@ -56,6 +63,9 @@ def test_linear_estimator_reproduces_lmer_ml(small, linear_fit):
         np.max(np.abs(ours_u.to_numpy() - theirs_u.to_numpy()))
         < 1e-3 * np.abs(theirs_u.to_numpy()).max()
     )
+    # and the predictions are lme4's
+    theirs = ref.predict(small).to_numpy()
+    assert np.max(np.abs(linear_fit.predict(X) - theirs)) < 1e-4 * np.max(np.abs(theirs))
 
 
 def test_fitted_attributes_and_history(linear_fit):
@@ -81,12 +91,12 @@ def test_acceleration_reaches_same_fixed_point_in_fewer_iterations(small, linear
 
 def test_unseen_groups_get_fixed_part_and_known_groups_their_effects(small, linear_fit):
     X = small[["individus", *SLOPES]]
+    ref = pylmer.lmer(f"y_mixed_obs ~ {' + '.join(SLOPES)} + {RE}", small, reml=False)
+    population = ref.predict(small, include_random=False).to_numpy()
+    unseen = _fixed_part(linear_fit, X)
+    assert np.max(np.abs(unseen - population)) < 1e-4 * np.max(np.abs(population))
     known = linear_fit.predict(X)
-    fixed = linear_fit.estimator_.predict(X[SLOPES])
-    assert np.max(np.abs(known - fixed)) > 1.0  # random effects matter here
-    new = X.assign(individus=X["individus"] + 10_000)
-    # unseen groups: f(X) plus the residual model's fixed part (~0 for a linear estimator)
-    assert np.allclose(linear_fit.predict(new), fixed, atol=1e-3)
+    assert np.max(np.abs(known - unseen)) > 1.0  # random effects matter here
 
 
 def test_predict_new_subjects_from_first_visits(small, linear_fit):
@@ -252,3 +262,36 @@ def test_bad_inputs(small):
     y[3] = np.nan
     with pytest.raises(pylmer.DataError, match="missing"):
         model.fit(X, y)
+
+
+def test_one_new_subject_from_first_days_sleepstudy():
+    sleep = pylmer.datasets.load("sleepstudy")
+    train, new = sleep[sleep["Subject"] != "310"], sleep[sleep["Subject"] == "310"]
+    cols = ["Subject", "Days"]
+    model = MixedMLRegressor(random_effects="(Days | Subject)", tol=1e-7, max_iter=60)
+    model.fit(train[cols], train["Reaction"])
+    y = new["Reaction"].to_numpy().copy()
+    y[3:] = np.nan
+    updated = model.predict(new[cols], y=y)
+    population = model.predict(new[cols])
+    truth = new["Reaction"].to_numpy()
+    assert np.mean((updated - truth)[3:] ** 2) < np.mean((population - truth)[3:] ** 2)
+
+
+def test_linear_estimator_on_other_features_increases_likelihood_monotonically():
+    # the estimator cannot represent the random-part covariates: the residual model keeps a
+    # linear term, and every plain step is an exact block update of one joint model
+    df = simulate_longitudinal(n_subjects=100, n_times=14, seed=2)
+    train, test = df[df["temps"] < 10], df[df["temps"] >= 10]
+    cols = ["individus", *RAW, *SLOPES]
+    model = MixedMLRegressor(
+        LinearRegression(), random_effects=RE, features=RAW, accelerate=False, max_iter=12
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train[cols], train["y_mixed_obs"])
+    assert (np.diff(model.history_["loglik"].to_numpy()) > -1e-6).all()
+    alone = LinearRegression().fit(train[RAW], train["y_mixed_obs"])
+    mse_alone = np.mean((alone.predict(test[RAW]) - test["y_mixed"]) ** 2)
+    mse_mixed = np.mean((model.predict(test[cols]) - test["y_mixed"]) ** 2)
+    assert mse_mixed < 0.5 * mse_alone, (mse_mixed, mse_alone)
