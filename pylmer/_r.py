@@ -94,7 +94,7 @@ def _start() -> None:
     # bridge.R first: the other scripts may use its helpers
     scripts = sorted(_script_dir().glob("*.R"), key=lambda p: (p.name != "bridge.R", p.name))
     for path in scripts:
-        if path.name == "reference.R":
+        if path.name in ("reference.R", "validate.R"):  # standalone Rscript programs
             continue
         source(ri.StrSexpVector([str(path)]), envir=env)
     _state.update(ri=ri, convert=_convert, env=env, store=env.find(".pylmer_store"))
