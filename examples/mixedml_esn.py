@@ -38,7 +38,7 @@ slower (a GRU is retrained at every EM iteration). Writes ``<out>/mixedml_esn.pn
 with a few subjects' trajectories.
 
 Run: ``python examples/mixedml_esn.py [--subjects 200] [--seed 0] [--gru] [--out out]``
-(about a minute with the defaults, two to three more with ``--gru``).
+(about 30 s with the defaults, 1.5 min with ``--gru``, on 2 cores).
 """
 
 from __future__ import annotations
@@ -85,6 +85,12 @@ def regressor(kind: str, seed: int) -> SequenceRegressor:
     )
 
 
+# MixedML stopping rule per model: the ESN's readout is a ridge regression, a smooth
+# function of its target, so the iterates converge to a tight tolerance; a GRU trained by
+# Adam is not, and its iterates settle at a noise floor of a few per cent.
+SETTINGS = {"ESN": {"max_iter": 40, "tol": 1e-3}, "GRU": {"max_iter": 10, "tol": 2e-2}}
+
+
 def mixed(kind: str, seed: int, max_iter: int, tol: float) -> MixedMLRegressor:
     """The same regressor with subject random effects on top.
 
@@ -105,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subjects", type=int, default=200, help="number of subjects (200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and models (0)")
     parser.add_argument("--gru", action="store_true", help="also run a GRU (PyTorch)")
-    parser.add_argument("--max-iter", type=int, default=40, help="MixedML iterations (40)")
-    parser.add_argument("--tol", type=float, default=1e-3, help="MixedML tolerance (1e-3)")
+    parser.add_argument("--max-iter", type=int, help="MixedML max_iter (default: ESN 40, GRU 10)")
+    parser.add_argument("--tol", type=float, help="MixedML tol (default: ESN 1e-3, GRU 2e-2)")
     parser.add_argument("--out", default="out", help="folder for the PNG (out)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -127,7 +133,15 @@ def main(argv: list[str] | None = None) -> None:
     for kind in kinds:
         for name, model in (
             (f"{kind} alone", regressor(kind, args.seed)),
-            (f"{kind} + MixedML", mixed(kind, args.seed, args.max_iter, args.tol)),
+            (
+                f"{kind} + MixedML",
+                mixed(
+                    kind,
+                    args.seed,
+                    args.max_iter or SETTINGS[kind]["max_iter"],
+                    args.tol or SETTINGS[kind]["tol"],
+                ),
+            ),
         ):
             t0 = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
@@ -145,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"test MSE ({TARGET})": _mse(pred[test], df.loc[test, TARGET]),
                     f"train MSE ({TRUTH})": _mse(pred[train], df.loc[train, TRUTH]),
                     "iterations": str(model.n_iter_) if is_mixed else "",
+                    "tol": f"{model.tol:g}" if is_mixed else "",
                     "converged": ("no" if not_converged else "yes") if is_mixed else "",
                     "fit seconds": seconds,
                 }
@@ -152,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:<16} test MSE {rows[-1][f'test MSE ({TRUTH})']:8.3f}  {seconds:5.1f} s")
 
     table = pd.DataFrame(rows)
-    print(f"\nTest rows: temps >= {CUTOFF}; MixedML tol={args.tol:g}, max_iter={args.max_iter}")
+    print(f"\nTest rows: temps >= {CUTOFF}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     print()
     print(_markdown(table))

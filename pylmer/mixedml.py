@@ -78,7 +78,11 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         is issued when it is reached.
     tol : float, default=1e-4
         Convergence threshold on the relative change of the marginal log-likelihood and
-        of the random effects (``max |u_new - u| / max(max |u|, 1e-8)``).
+        of the random effects (``max |u_new - u| / max(max |u|, 1e-8)``).  An estimator
+        whose fit is not a smooth function of its target (random forest, boosting, a
+        network trained by SGD) leaves :math:`u` moving by a few per cent between
+        iterations even at the fixed point, so 1e-4 is never reached: use ``tol`` of
+        about 0.01 to 0.05 for those (``history_["max_delta_u"]`` shows the floor).
     residuals : {"in_sample", "oof"}, default="in_sample"
         Which fixed-part predictions form the residuals the random effects are estimated
         from. ``"oof"`` uses out-of-fold predictions from ``cv`` folds that keep each
