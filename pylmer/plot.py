@@ -385,10 +385,8 @@ def convergence_trace(model: Any, *, ax: Sequence[Axes] | None = None) -> Figure
         axes[1].axhline(tol, color="grey", ls=":", lw=1, label=f"tol = {tol:g}")
         axes[1].legend(fontsize=8)
     axes[1].set_title("relative change of u")
-    for col in [c for c in history.columns if c.startswith(("var(", "sigma"))]:
-        values = history[col] ** 2 if col.startswith("sigma") else history[col]
-        label = col.replace("sigma", "residual var", 1) if col.startswith("sigma") else col
-        axes[2].plot(it, values, marker="o", ms=3, label=label)
+    for col in [c for c in history.columns if c.startswith("var(")]:  # includes var(Residual)
+        axes[2].plot(it, history[col], marker="o", ms=3, label=col)
     axes[2].set_title("variance components")
     axes[2].legend(fontsize=7)
     for axis in axes:

@@ -159,7 +159,8 @@ def test_convergence_trace_from_history(mixed):
     tol_line = [ln for ln in fig.axes[1].lines if ln.get_label().startswith("tol")]
     assert tol_line and tol_line[0].get_ydata()[0] == mixed.tol
     labels = [ln.get_label() for ln in fig.axes[2].lines]
-    assert "residual var" in labels and any(lab.startswith("var(") for lab in labels)
+    assert "var(Residual)" in labels and len(labels) == len(set(labels))  # each once
+    assert any(lab.startswith("var(individus") for lab in labels)
     fig2 = plot.convergence_trace(mixed.history_)
     assert len(fig2.axes) == 3
     with pytest.raises(TypeError, match="MixedMLRegressor or its history_"):
