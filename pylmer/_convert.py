@@ -9,6 +9,7 @@ level order, datetimes as ``POSIXct``.  Missing values (``NaN``, ``None``, ``pd.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -48,11 +49,37 @@ def _int32(values: np.ndarray, na: np.ndarray | None = None) -> np.ndarray:
     return arr
 
 
-def _factor(codes: np.ndarray, levels: pd.Index, ordered: bool = False) -> ri.IntSexpVector:
+def text(values: list[str], what: str) -> ri.StrSexpVector:
+    """Strings as an R character vector, refusing what R would silently alter.
+
+    R's strings end at a NUL character (``"a\\x00b"`` would arrive as ``"a"``, merging
+    levels) and must be valid UTF-8 (a lone surrogate cannot be encoded).
+    """
+    for v in values:
+        if "\x00" in v:
+            raise DataError(f"{what} holds text with a NUL character ({v!r}), which R cannot store")
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{what} holds text that is not valid Unicode ({v!r})") from None
+    return ri.StrSexpVector(values)
+
+
+def _factor(
+    codes: np.ndarray, levels: pd.Index, ordered: bool = False, name: str = "?"
+) -> ri.IntSexpVector:
+    labels = [str(v) for v in levels]
+    if len(set(labels)) < len(labels):
+        same = sorted(v for v, n in Counter(labels).items() if n > 1)
+        raise DataError(
+            f"column {name!r} has categories that are equal as text "
+            f"({', '.join(map(repr, same))}); R factor levels are strings: make the "
+            "categories distinct strings"
+        )
     arr = np.ascontiguousarray(codes, dtype=np.int32) + 1
     arr[arr == 0] = NA_INTEGER
     vec = ri.IntSexpVector.from_memoryview(memoryview(arr))
-    vec.do_slot_assign("levels", ri.StrSexpVector([str(v) for v in levels]))
+    vec.do_slot_assign("levels", text(labels, f"column {name!r}"))
     _set_class(vec, ["ordered", "factor"] if ordered else ["factor"])
     return vec
 
@@ -107,7 +134,7 @@ def column_to_r(series: pd.Series, name: str | None = None) -> ri.Sexp:
     name = str(series.name) if name is None else name
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
-        return _factor(series.cat.codes.to_numpy(), dtype.categories, bool(dtype.ordered))
+        return _factor(series.cat.codes.to_numpy(), dtype.categories, bool(dtype.ordered), name)
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         return _datetime(series)
     if pd.api.types.is_bool_dtype(dtype):
@@ -133,10 +160,18 @@ def _object_column(series: pd.Series, name: str) -> ri.Sexp:
     kind = pd.api.types.infer_dtype(series, skipna=True)
     if kind in ("string", "empty"):
         codes, levels = pd.factorize(series, sort=True, use_na_sentinel=True)
-        return _factor(codes, levels)
+        return _factor(codes, levels, name=name)
     if kind == "boolean":
         return column_to_r(series.astype("boolean"), name)
     if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        # Python ints are unbounded: as doubles, those beyond 2**53 would silently round
+        if kind != "floating" and any(
+            isinstance(v, int | np.integer) and abs(int(v)) > _EXACT_DOUBLE for v in series
+        ):
+            raise DataError(
+                f"column {name!r} holds integers beyond 2**53 that R can store neither as "
+                "integer nor exactly as double; convert it (e.g. to float or to a string id) first"
+            )
         return _real(pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan))
     raise DataError(
         f"column {name!r} mixes value types ({kind}); give it one type (numbers, strings, "
@@ -158,7 +193,7 @@ def frame_to_r(df: pd.DataFrame) -> ri.ListSexpVector:
         raise DataError(f"duplicate column names: {', '.join(map(repr, dupes))}")
     columns = [column_to_r(df.iloc[:, i], names[i]) for i in range(df.shape[1])]
     out = ri.ListSexpVector(columns)
-    out.do_slot_assign("names", ri.StrSexpVector(names))
+    out.do_slot_assign("names", text(names, "a column name"))
     _set_class(out, ["data.frame"])
     rownames = np.array([NA_INTEGER, -len(df)], dtype=np.int32)
     out.do_slot_assign("row.names", ri.IntSexpVector.from_memoryview(memoryview(rownames)))

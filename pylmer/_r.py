@@ -19,11 +19,13 @@ each process starts its own R.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +195,7 @@ def _to_r(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return ri.FloatSexpVector([float(value)])
     if isinstance(value, str):
-        return ri.StrSexpVector([value])
+        return conv.text([value], "a text argument")
     if isinstance(value, Mapping):
         out = ri.ListSexpVector([_to_r(v) for v in value.values()])
         out.do_slot_assign("names", ri.StrSexpVector([str(k) for k in value]))
@@ -205,7 +207,7 @@ def _to_r(value: Any) -> Any:
         return conv.column_to_r(value if isinstance(value, pd.Series) else pd.Series(value))
     if isinstance(value, Sequence):
         if value and all(isinstance(v, str) for v in value):
-            return ri.StrSexpVector(list(value))
+            return conv.text(list(value), "a text argument")
         if value and all(isinstance(v, int | float | np.number) for v in value):
             return conv.column_to_r(pd.Series(value))
         return ri.ListSexpVector([_to_r(v) for v in value])
@@ -312,6 +314,51 @@ def call(fun: str, *args: Any, stacklevel: int = 3, **kwargs: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Route Ctrl-C (SIGINT) to R while R runs; raise KeyboardInterrupt afterwards.
+
+    rpy2 relies on Python's default SIGINT handler raising KeyboardInterrupt inside its
+    ``R_ProcessEvents`` callback, which then tells R.  But Python (3.11+) runs a pending
+    signal handler as the callback is *entered*, before its ``try`` block, so the
+    exception is printed as "Exception ignored from cffi callback" and R keeps running
+    (a long lme4 fit cannot be stopped).  While R runs, this context installs a handler
+    that only sets R's ``R_interrupts_pending``: R raises its interrupt condition at its
+    next check (``.pylmer_call`` turns it into ``interrupted``), and a SIGINT that R did
+    not act on still ends in KeyboardInterrupt here, with R's flag cleared so the next
+    call is not hit.  Only in the main thread, only over Python's default handler (a
+    custom SIGINT handler is left alone), and only at the outermost level.  Call it
+    holding :data:`lock`.
+    """
+    if (
+        _state.get("sigint_installed")
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    from rpy2.rinterface_lib import openrlib
+
+    rlib = openrlib.rlib
+    hits: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        hits.append(signum)
+        rlib.R_interrupts_pending = 1
+
+    signal.signal(signal.SIGINT, handler)
+    _state["sigint_installed"] = True
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _state["sigint_installed"] = False
+        if hits:
+            rlib.R_interrupts_pending = 0
+    if hits:
+        raise KeyboardInterrupt
+
+
 def call_with_conditions(
     fun: str, *args: Any, stacklevel: int = 2, **kwargs: Any
 ) -> tuple[Any, list[str]]:
@@ -323,7 +370,8 @@ def call_with_conditions(
         _ensure()
         _state["console"] = []
         try:
-            out = _raw_call(fun, *args, **kwargs)
+            with _interruptible():
+                out = _raw_call(fun, *args, **kwargs)
         except _state["ri"].embedded.RRuntimeError as exc:  # interrupts reach here
             if "interrupt" in str(exc).lower():
                 raise KeyboardInterrupt from None

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, PylmerError, RError
+from .errors import DataError, FormulaError, PylmerError, RError
 
 __all__ = [
     "build_parser",
@@ -86,8 +86,15 @@ def _read_csv(path: str, say: _Reporter) -> pd.DataFrame:
     say(f"reading {path}")
     try:
         data = pd.read_csv(file)
+        # pandas renames a repeated header silently ("y", "y.1"): refuse it instead
+        header = [str(h) for h in pd.read_csv(file, header=None, nrows=1).iloc[0]]
     except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError, EmptyDataError
         raise DataError(f"cannot read {path} as CSV: {exc}") from None
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f"{path} has duplicate column names: {', '.join(map(repr, dupes))}")
+    if data.empty:
+        raise DataError(f"{path} has no data rows (columns: {', '.join(map(str, data.columns))})")
     say(f"{len(data)} rows x {data.shape[1]} columns: {', '.join(map(str, data.columns))}")
     return data
 
@@ -178,6 +185,8 @@ _ESTIMATORS = ("linear", "random_forest", "hist_gradient_boosting")
 
 def grouping_columns(random_effects: str) -> list[str]:
     """The grouping columns named in an lme4 random part, e.g. ``(1 | a/b)`` gives a, b."""
+    if random_effects.count("(") != random_effects.count(")"):
+        raise FormulaError(f"random effects {random_effects!r} has unbalanced parentheses")
     found: list[str] = []
     for bar in re.findall(r"\|\|?\s*([^()|]+)\)", random_effects):
         for name in re.split(r"[/:]", bar):
@@ -212,6 +221,10 @@ def _features(args: argparse.Namespace, data: pd.DataFrame, groups: list[str]) -
     missing = [c for c in [args.target, *groups] if c not in data.columns]
     if missing:
         raise DataError(f"column(s) {missing} not in the data (columns: {list(data.columns)})")
+    if not pd.api.types.is_numeric_dtype(data[args.target]):
+        raise DataError(
+            f"the target column {args.target!r} is not numeric (dtype {data[args.target].dtype})"
+        )
     if args.features:
         features = [f.strip() for f in args.features.split(",") if f.strip()]
         unknown = [f for f in features if f not in data.columns]
@@ -239,10 +252,21 @@ def _cmd_mixedml(args: argparse.Namespace, say: _Reporter) -> int:
     data = _read_csv(args.data, say)
     groups = grouping_columns(args.random)
     features = _features(args, data, groups)
-    if data[args.target].isna().any():
-        n = int(data[args.target].isna().sum())
-        say(f"dropping {n} rows with a missing {args.target}")
-        data = data[data[args.target].notna()]
+    # like lme4's na.omit: rows missing the target or a grouping factor cannot be used
+    n_missing = data[[args.target, *groups]].isna().sum()
+    n_missing = n_missing[n_missing > 0]
+    if len(n_missing):
+        keep = data[[args.target, *groups]].notna().all(axis=1)
+        per_column = ", ".join(f"{c!r}: {n}" for c, n in n_missing.items())
+        warnings.warn(
+            f"dropping {int((~keep).sum())} of {len(data)} rows with missing values "
+            f"(missing per column: {per_column})",
+            UserWarning,
+            stacklevel=2,
+        )
+        data = data[keep]
+        if data.empty:
+            raise DataError(f"no rows left after dropping missing values ({per_column})")
     if args.test_frac:
         train, test = train_test_split(data, test_size=args.test_frac, random_state=args.seed)
     else:

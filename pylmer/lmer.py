@@ -133,7 +133,12 @@ def lmer(
     FormulaError
         The formula does not parse, names a column not in ``data`` or has no random term.
     DataError
-        The response is not numeric, or missing values with ``na_action="error"``.
+        The data have no rows, the response is not numeric, a model column holds infinite
+        values, no row is complete, or missing values with ``na_action="error"`` (the
+        message names the columns and counts).
+    RError
+        Any other error of lme4, e.g. a grouping factor with a single level or with as many
+        levels as observations (the message names the factor).
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
@@ -141,6 +146,8 @@ def lmer(
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if na_action not in ("omit", "error"):
         raise ValueError(f"na_action must be 'omit' or 'error', not {na_action!r}")
+    if len(data) == 0:
+        raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
     if weights is not None and not isinstance(weights, str):
         weights = np.asarray(weights, dtype=float)
         if weights.shape != (len(data),):
@@ -186,7 +193,7 @@ class LmerModel:
     @classmethod
     def _fit(cls, spec: _Spec, data: pd.DataFrame) -> LmerModel:
         ref = _r.bind(data)
-        out = _r.call(
+        out, conditions = _r.call_with_conditions(
             ".pylmer_lmer_fit",
             ref,
             spec.formula,
@@ -196,19 +203,26 @@ class LmerModel:
             na_action=spec.na_action,
             stacklevel=3,
         )
-        model = cls._from_r(out, spec, data)
+        model = cls._from_r(out, spec, data, conditions)
         dropped = len(data) - model.results.nobs
         if dropped:
+            counts = _series(out.get("na_counts"))
+            where = ", ".join(f"{k!r}: {int(v)}" for k, v in counts.items())
             warnings.warn(
                 f"lme4 dropped {dropped} of {len(data)} rows with missing values in the "
-                "model's columns; fitted/residuals are NaN there",
+                f"model's columns (missing per column: {where}); fitted/residuals are NaN "
+                "there; pass na_action='error' to raise instead",
                 UserWarning,
                 stacklevel=3,
             )
         return model
 
     @classmethod
-    def _from_r(cls, out: dict[str, Any], spec: _Spec, data: pd.DataFrame) -> LmerModel:
+    def _from_r(
+        cls, out: dict[str, Any], spec: _Spec, data: pd.DataFrame, conditions: Sequence[str] = ()
+    ) -> LmerModel:
+        """Build the model from the fit's output; ``conditions`` are the R warnings and
+        messages of the fit, kept in ``messages`` after lme4's own convergence messages."""
         rows = np.atleast_1d(np.asarray(out["rows"], dtype=np.int64)) - 1
 
         def aligned(values: Any) -> pd.Series:
@@ -243,7 +257,7 @@ class LmerModel:
             scaled_residuals=np.atleast_1d(np.asarray(out["scaled_residuals"], dtype=float)),
             is_singular=bool(out["is_singular"]),
             converged=bool(out["converged"]),
-            messages=tuple(str(m) for m in _strings(out["messages"])),
+            messages=tuple(dict.fromkeys([*_strings(out["messages"]), *map(str, conditions)])),
             optimizer=str(out["optimizer"]),
         )
         model = cls(results, spec, data, out["model"])
@@ -267,11 +281,15 @@ class LmerModel:
     def _step(self, step: tuple[Any, ...]) -> LmerModel:
         """Apply a refit step (``("refit", newresp)`` or ``("refit_ml",)``)."""
         if step[0] == "refit":
-            out = _r.call(".pylmer_lmer_refit", self._mermod(), step[1], stacklevel=3)
+            out, conditions = _r.call_with_conditions(
+                ".pylmer_lmer_refit", self._mermod(), step[1], stacklevel=3
+            )
         else:
-            out = _r.call(".pylmer_lmer_refit_ml", self._mermod(), stacklevel=3)
+            out, conditions = _r.call_with_conditions(
+                ".pylmer_lmer_refit_ml", self._mermod(), stacklevel=3
+            )
         spec = dataclasses.replace(self._spec, steps=(*self._spec.steps, step))
-        return LmerModel._from_r(out, spec, self.data)
+        return LmerModel._from_r(out, spec, self.data, conditions)
 
     # ------------------------------------------------------------------ pickling
 
@@ -391,8 +409,10 @@ class LmerModel:
         ------
         DataError
             A fixed-effect factor column holds a level not seen in training (the message
-            names the column and levels), or an unseen group level with
-            ``allow_new_levels=False``.
+            names the column and levels), an unseen group level with
+            ``allow_new_levels=False``, a column the prediction needs is missing, or a
+            numeric column of the model holds text.  An empty ``newdata`` gives an empty
+            Series.
         """
         if newdata is None:
             if include_random:

@@ -8,8 +8,17 @@
 .pylmer_lmer_formula <- function(formula, data) {
   f <- tryCatch(
     stats::as.formula(formula),
-    error = function(e) .pylmer_stop("formula", "cannot parse the formula '", formula, "': ",
-                                     conditionMessage(e))
+    error = function(e) {
+      odd <- names(data)[make.names(names(data)) != names(data)]
+      hint <- if (length(odd)) {
+        paste0(" (quote column names that are not R names with backticks, e.g. `",
+               odd[1L], "`)")
+      } else {
+        ""
+      }
+      .pylmer_stop("formula", "cannot parse the formula '", formula, "': ",
+                   conditionMessage(e), hint)
+    }
   )
   if (length(f) != 3L) .pylmer_stop("formula", "the formula '", formula, "' has no response")
   if (is.null(lme4::findbars(f))) {
@@ -30,14 +39,96 @@
   f
 }
 
-.pylmer_lmer_control <- function(control) {
-  if (is.null(control)) return(lme4::lmerControl())
+# lmerControl arguments from the Python options: `maxfun` goes into optCtrl under the name
+# the optimizer knows (nloptwrap, lme4's default, calls it maxeval and ignores maxfun).
+.pylmer_lmer_control_args <- function(control) {
+  if (is.null(control)) return(list())
   args <- control[!vapply(control, is.null, TRUE)]
   if (!is.null(args$maxfun)) {
-    args$optCtrl <- list(maxfun = args$maxfun)
+    nlopt <- is.null(args$optimizer) || identical(args$optimizer, "nloptwrap")
+    args$optCtrl <- stats::setNames(list(args$maxfun), if (nlopt) "maxeval" else "maxfun")
     args$maxfun <- NULL
   }
-  do.call(lme4::lmerControl, args)
+  args
+}
+
+.pylmer_lmer_control <- function(control) {
+  do.call(lme4::lmerControl, .pylmer_lmer_control_args(control))
+}
+
+# ------------------------------------------------------------------ lme4's errors explained
+
+# The grouping factors of the formula's random terms over the rows lme4 uses (no missing
+# value in the model's columns), named like lme4 names them ("Subject", "b:a").
+.pylmer_lmer_groups <- function(f, data, vars) {
+  keep <- stats::complete.cases(data[vars])
+  out <- list()
+  for (bar in lme4::findbars(f)) {
+    label <- paste(deparse(bar[[3L]]), collapse = " ")
+    if (!is.null(out[[label]])) next
+    g <- tryCatch(eval(bar[[3L]], data[keep, , drop = FALSE], baseenv()),
+                  error = function(e) NULL)
+    if (!is.null(g)) out[[label]] <- droplevels(as.factor(g))
+  }
+  out
+}
+
+.pylmer_quote <- function(x) paste0("'", x, "'", collapse = ", ")
+
+# Re-signal lme4's errors about the data with messages that name the column, factor or
+# term at fault (missing values, no complete rows, too few or too many groups); other
+# errors go on unchanged.
+.pylmer_lmer_explain <- function(e, f, data, vars) {
+  msg <- conditionMessage(e)
+  n_na <- vapply(vars, function(v) sum(is.na(data[[v]])), 0L)
+  n_na <- n_na[n_na > 0L]
+  na_text <- paste(sprintf("'%s' (%d missing)", names(n_na), n_na), collapse = ", ")
+  if (grepl("missing values in object", msg, fixed = TRUE)) {
+    .pylmer_stop("data", "the data have missing values in the model's columns ",
+                 "(na_action='error'): ", na_text)
+  }
+  if (grepl("0 (non-NA) cases", msg, fixed = TRUE)) {
+    .pylmer_stop("data", "no complete rows to fit: each of the ", nrow(data), " rows has a ",
+                 "missing value in the model's columns: ", na_text)
+  }
+  if (grepl("NA/NaN/Inf", msg, fixed = TRUE)) {
+    n_inf <- vapply(vars, function(v) {
+      x <- data[[v]]
+      if (is.numeric(x)) sum(is.infinite(x)) else 0L
+    }, 0L)
+    n_inf <- n_inf[n_inf > 0L]
+    if (length(n_inf)) {
+      .pylmer_stop("data", "the model's columns hold infinite values, which lme4 cannot fit: ",
+                   paste(sprintf("'%s' (%d infinite)", names(n_inf), n_inf), collapse = ", "),
+                   "; drop or replace those rows")
+    }
+  }
+  one <- grepl("grouping factors must have > 1 sampled level", msg, fixed = TRUE)
+  many <- grepl("number of levels of each grouping factor must be < number of observations",
+                msg, fixed = TRUE)
+  if (one || many) {
+    groups <- .pylmer_lmer_groups(f, data, vars)
+    nobs <- sum(stats::complete.cases(data[vars]))
+    nlev <- vapply(groups, nlevels, 0L)
+    if (one && any(nlev < 2L)) {
+      bad <- names(nlev)[nlev < 2L]
+      lv <- levels(groups[[bad[1L]]])
+      stop(simpleError(paste0(
+        "grouping factor ", .pylmer_quote(bad), " has only ", nlev[bad][1L], " level",
+        if (length(lv)) paste0(" (", .pylmer_quote(lv), ")"), " in the rows used; a ",
+        "random effect needs at least 2 groups (lme4: ", msg, ")"
+      )))
+    }
+    if (many && any(nlev >= nobs)) {
+      bad <- names(nlev)[nlev >= nobs]
+      stop(simpleError(paste0(
+        "grouping factor ", .pylmer_quote(bad), " has as many levels (", nlev[bad][1L],
+        ") as observations (", nobs, "): every observation is its own group, so its ",
+        "variance cannot be told apart from the residual variance (lme4: ", msg, ")"
+      )))
+    }
+  }
+  stop(e)
 }
 
 # ------------------------------------------------------------------ fit + extract
@@ -67,15 +158,10 @@
     }
     call$weights <- quote(w)
   }
-  model <- tryCatch(eval(call, env), error = function(e) {
-    msg <- conditionMessage(e)
-    if (grepl("missing values in object", msg, fixed = TRUE)) {
-      .pylmer_stop("data", "the data have missing values in the model's columns ",
-                   "(na_action='error'): ", msg)
-    }
-    stop(e)
-  })
-  c(list(model = model), .pylmer_lmer_extract(model))
+  vars <- intersect(c(all.vars(f), if (is.character(weights)) weights), names(data))
+  model <- tryCatch(eval(call, env), error = function(e) .pylmer_lmer_explain(e, f, data, vars))
+  n_na <- vapply(vars, function(v) sum(is.na(data[[v]])), 0L)
+  c(list(model = model, na_counts = n_na[n_na > 0L]), .pylmer_lmer_extract(model))
 }
 
 # Every accessor of a fitted model, as plain vectors and data frames.
@@ -202,11 +288,34 @@
   }
 }
 
+# newdata must hold the columns the prediction uses, with the kind of values (numbers or
+# levels) the model was fitted on.
+.pylmer_lmer_check_columns <- function(m, newdata, include_random) {
+  f <- stats::formula(m)
+  rhs <- if (include_random) f[[3L]] else lme4::nobars(f)[[3L]]
+  vars <- all.vars(rhs)
+  missing <- setdiff(vars, names(newdata))
+  missing <- missing[!vapply(missing, exists, TRUE, envir = baseenv())]
+  if (length(missing)) {
+    .pylmer_stop("data", "newdata lacks column(s) the model uses: ", .pylmer_quote(missing))
+  }
+  frame <- m@frame
+  if (nrow(newdata) == 0L) return(invisible())  # an empty CSV column has no type
+  for (v in intersect(all.vars(lme4::nobars(f)[[3L]]), names(frame))) {
+    if (is.numeric(frame[[v]]) && !is.numeric(newdata[[v]])) {
+      .pylmer_stop("data", "column '", v, "' of newdata holds ", class(newdata[[v]])[1L],
+                   " values; the model was fitted with numbers there")
+    }
+  }
+}
+
 .pylmer_lmer_predict <- function(m, name = NULL, include_random = TRUE,
                                  allow_new_levels = TRUE) {
   re_form <- if (include_random) NULL else NA
   if (is.null(name)) return(unname(stats::predict(m, re.form = re_form)))
   newdata <- get(name, envir = .pylmer_store)
+  .pylmer_lmer_check_columns(m, newdata, include_random)
+  if (nrow(newdata) == 0L) return(numeric())
   .pylmer_lmer_check_levels(m, newdata, allow_new_levels)
   unname(stats::predict(m, newdata = newdata, re.form = re_form,
                         allow.new.levels = allow_new_levels, na.action = stats::na.pass))
@@ -268,11 +377,7 @@
     sprintf("data[[%s]] <- factor(data[[%s]], levels = %s)", deparse(v), deparse(v),
             paste(deparse(levels(data[[v]])), collapse = " "))
   }, "")
-  ctrl <- if (is.null(control)) list() else control[!vapply(control, is.null, TRUE)]
-  if (!is.null(ctrl$maxfun)) {
-    ctrl$optCtrl <- list(maxfun = ctrl$maxfun)
-    ctrl$maxfun <- NULL
-  }
+  ctrl <- .pylmer_lmer_control_args(control)
   ctrl_call <- paste(deparse(as.call(c(list(as.name("lmerControl")), ctrl))), collapse = " ")
   w <- if (is.null(weights)) {
     ""
