@@ -169,7 +169,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
                 "X must be a pandas DataFrame holding the features and the columns of "
                 f"random_effects {self.random_effects!r}"
             )
-        missing = [c for c in self.re_columns_ if c not in X.columns]
+        missing = [str(c) for c in self.re_columns_ if c not in X.columns]
         if missing:
             raise DataError(
                 f"X lacks column(s) {missing} named in random_effects {self.random_effects!r}"
@@ -217,6 +217,12 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             raise ValueError(f"residuals must be 'in_sample' or 'oof', not {self.residuals!r}")
         if not isinstance(X, pd.DataFrame):
             raise DataError("X must be a pandas DataFrame")
+        if len(X) == 0:
+            raise DataError("X has no rows")
+        names = [str(c) for c in X.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DataError(f"duplicate column names: {', '.join(map(repr, dupes))}")
         spec = _r.call(".mixedml_vars", self.random_effects)
         self.residual_formula_ = f".pylmer_e ~ {spec['fixed']} + {self.random_effects}"
         self.re_columns_ = list(np.atleast_1d(spec["vars"]))
@@ -227,7 +233,17 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             if self.features is not None
             else [c for c in X.columns if c not in self.groups_]
         )
-        Y = np.asarray(y, dtype=float)
+        incomplete = X[self.re_columns_].isna().sum()
+        if incomplete.any():
+            counts = ", ".join(f"{c!r}: {n}" for c, n in incomplete[incomplete > 0].items())
+            raise DataError(
+                f"missing values in the random-effects columns ({counts}); drop those rows "
+                "first (MixedML needs every row in both steps)"
+            )
+        try:
+            Y = np.asarray(y, dtype=float)
+        except (TypeError, ValueError):
+            raise DataError("y must be numeric") from None
         if Y.ndim == 1:
             Y = Y[:, None]
         if Y.ndim != 2 or len(Y) != len(X):
@@ -423,6 +439,9 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "estimator_")
         X = self._check_X(X)
+        if len(X) == 0:
+            shape = (0,) if self.n_targets_ == 1 and not self._y_is_2d else (0, self.n_targets_)
+            return np.empty(shape)
         fixed = np.asarray(self.estimator_.predict(self._X_fixed(X)), dtype=float)
         fixed = fixed.reshape(len(X), -1)
         frame = X[self.re_columns_]

@@ -52,18 +52,21 @@
   )
 }
 
-.mixedml_control <- function() {
-  lme4::lmerControl(calc.derivs = FALSE, check.nobs.vs.nRE = "ignore",
-                    check.nobs.vs.nlev = "ignore")
-}
+# lme4's own checks, without the derivatives that only feed the convergence checks
+.mixedml_control <- function() lme4::lmerControl(calc.derivs = FALSE)
 
 # First random-effects fit: builds the model once.
 .mixedml_start <- function(data_name, random_effects, resp, reml) {
   data <- get(data_name, envir = .pylmer_store)
   data[[".pylmer_e"]] <- resp
-  m <- suppressMessages(suppressWarnings(lme4::lmer(
-    .mixedml_formula(random_effects), data = data, REML = reml, control = .mixedml_control()
-  )))
+  f <- .mixedml_formula(random_effects)
+  m <- tryCatch(
+    suppressMessages(suppressWarnings(lme4::lmer(
+      f, data = data, REML = reml, control = .mixedml_control()
+    ))),
+    # name the column at fault (one-level factor, as many levels as rows, ...)
+    error = function(e) .pylmer_lmer_explain(e, f, data, intersect(all.vars(f), names(data)))
+  )
   .mixedml_state(m)
 }
 

@@ -529,14 +529,12 @@ MIXEDML_CASES: list[Case] = [
         lambda c: _mm().fit(c.X, "s" + c.y.astype(str)),
         DataError,
         r"\by\b.*numeric",
-        xfail=f"ValueError 'could not convert string to float': {MIXEDML_FIX}",
     ),
     Case(
         "missing_value_in_grouping_column",
         lambda c: _mm().fit(c.X.assign(individus=c.X["individus"].where(c.X.index != 3)), c.y),
         DataError,
         r"'individus'",
-        xfail=f"ValueError 'operands could not be broadcast (180,1) (179,1)': {MIXEDML_FIX}",
     ),
     Case(
         "missing_value_in_random_slope_covariate",
@@ -545,7 +543,6 @@ MIXEDML_CASES: list[Case] = [
         ),
         DataError,
         r"'x2_x5'",
-        xfail=f"ValueError 'operands could not be broadcast': {MIXEDML_FIX}",
     ),
     Case(
         "missing_value_in_feature_left_to_the_estimator",
@@ -558,9 +555,6 @@ MIXEDML_CASES: list[Case] = [
         lambda c: _mm().fit(c.X.assign(individus=1), c.y),
         PylmerError,
         r"'individus'",
-        xfail="RError 'MixedML iteration 1: R error: grouping factors must have > 1 sampled "
-        "level' does not name the factor: .mixedml_start (r_scripts/mixedml.R) should call "
-        ".pylmer_lmer_explain like .pylmer_lmer_fit",
     ),
     Case(
         "grouping_factor_with_as_many_levels_as_rows",
@@ -609,14 +603,12 @@ MIXEDML_CASES: list[Case] = [
         lambda c: _mm().fit(c.X.iloc[:0], c.y.iloc[:0]),
         DataError,
         r"no rows",
-        xfail=f"sklearn ValueError 'Found array with 0 sample(s)': {MIXEDML_FIX}",
     ),
     Case(
         "duplicate_column_names",
         lambda c: _mm().fit(c.X.set_axis(["individus", "x2_x5", "x2_x5"], axis=1), c.y),
         DataError,
         r"duplicate column names: 'x2_x5'",
-        xfail=f"narwhals DuplicateError from scikit-learn: {MIXEDML_FIX}",
     ),
     Case(
         "predict_X_lacks_a_feature",
@@ -629,16 +621,12 @@ MIXEDML_CASES: list[Case] = [
         lambda c: c.mm_fit.predict(c.X.drop(columns="individus")),
         DataError,
         r"lacks column\(s\) \['individus'\]",
-        xfail="message shows [np.str_('individus')]: MixedMLRegressor._check_X should list "
-        "str(c) for c in missing",
     ),
     Case(
         "predict_empty_X",
         lambda c: c.mm_fit.predict(c.X.iloc[:0]),
         None,
         check=lambda p: _true(p.shape == (0,), p),
-        xfail="sklearn ValueError 'Found array with 0 sample(s)': MixedMLRegressor.predict "
-        "should return an empty array for an empty X",
     ),
     Case(
         "predict_missing_group_value_gives_fixed_part",
@@ -765,7 +753,6 @@ CLI_CASES: list[Any] = [
     pytest.param(
         "mixedml_grouping_factor_with_one_level", ["mixedml", "{d}/long_one_level.csv", *MM], 1,
         r"error: .*'individus'",
-        marks=pytest.mark.xfail(strict=True, reason="see MixedML grouping_factor_with_one_level"),
         id="mixedml_grouping_factor_with_one_level",
     ),
 ]  # fmt: skip
