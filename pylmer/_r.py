@@ -83,7 +83,7 @@ def _start() -> None:
     except Exception as exc:  # ImportError, or OSError when libR cannot be loaded
         raise RNotAvailableError(
             f"rpy2 cannot load R ({type(exc).__name__}: {exc}); {INSTALL_HINT}. "
-            "Note: with R 4.2 only rpy2 3.5.x works (rpy2 3.6 needs R >= 4.3)."
+            "Note: with R 4.2 only rpy2 3.5.x works (rpy2 3.6 misses the symbol R_getVar)."
         ) from exc
     callbacks.consolewrite_print = _console_sink
     callbacks.consolewrite_warnerror = _console_sink
