@@ -51,6 +51,7 @@ reference: r
 bench: setup
 	$(PY) bench/convert.py
 	$(PY) bench/lmer.py
+	$(PY) bench/mixedml_refit.py
 	$(PY) -m pip install -q 'merf>=1.0' && $(PY) bench/mixedml.py
 
 lint: venv
