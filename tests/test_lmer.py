@@ -56,7 +56,7 @@ def _frame(obj: dict) -> pd.DataFrame:
 def load_reference(name: str, reml: bool) -> dict:
     path = REFERENCE / f"{name}_{'reml' if reml else 'ml'}.json"
     if not path.exists():
-        pytest.skip(f"{path} missing: run `make reference`")
+        pytest.fail(f"{path} missing: run `make reference`")
     return json.loads(path.read_text())
 
 

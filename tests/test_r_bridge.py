@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
-import pylmer
 from pylmer import (
     DataError,
     FormulaError,
@@ -38,12 +37,8 @@ LEVEL_SEP = "\x1f"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def r_session():
-    """Start R once for the module (skips the module when R or lme4 is missing)."""
-    try:
-        _r.call(".pylmer_versions")
-    except pylmer.RNotAvailableError as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"R is not available: {exc}")
+def _r_started(r_session):
+    """Every test here talks to R (see conftest.r_session)."""
 
 
 def describe(data) -> pd.DataFrame:
