@@ -118,7 +118,8 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
     history_ : DataFrame
         One row per iteration: ``loglik``, ``sigma``, one column per variance component,
         ``max_delta_u``, ``train_mse``, ``seconds_ml`` and ``seconds_re``.  With several
-        targets, ``loglik``, ``sigma`` and the components are summed / suffixed per target.
+        targets, ``loglik``, ``sigma`` and the components get one column per target,
+        suffixed ``[j]``.
 
     Notes
     -----
