@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-# The embedded R and scikit-learn each bring an OpenMP runtime; with the default (active)
-# wait policy their idle threads spin and starve each other (HistGradientBoosting inside
-# MixedML ran ~10x slower). Passive waiting costs nothing measurable; a user's own
-# setting wins. Set before R starts and, when pylmer is imported first, before sklearn.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from . import datasets
 from .errors import (
     DataError,
+    DataWarning,
     FormulaError,
     LmerConvergenceWarning,
     NotFittedError,
@@ -53,6 +46,7 @@ def versions() -> dict[str, str | None]:
 
 __all__ = [
     "DataError",
+    "DataWarning",
     "FormulaError",
     "LmerControl",
     "LmerConvergenceWarning",

@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 __all__ = [
     "DataError",
+    "DataWarning",
     "FormulaError",
     "LmerConvergenceWarning",
     "NotFittedError",
@@ -56,6 +57,10 @@ class NotFittedError(PylmerError, AttributeError):
 
 class RWarning(UserWarning):
     """A warning issued by R that pylmer has no more specific class for."""
+
+
+class DataWarning(UserWarning):
+    """The data can be used but look like a mistake (text that reads as numbers, ...)."""
 
 
 class RMessage(UserWarning):

@@ -1,0 +1,22 @@
+# The one parse of a model formula (R's own: terms, findbars), read by every caller
+# before any data cross: which columns the model uses and which are grouping factors.
+
+.pylmer_formula_parse <- function(formula) {
+  f <- tryCatch(
+    stats::as.formula(formula),
+    error = function(e) {
+      .pylmer_stop("formula", "cannot parse the formula '", formula, "': ",
+                   conditionMessage(e), " (quote column names that are not R names with ",
+                   "backticks)")
+    }
+  )
+  bars <- lme4::findbars(f)
+  fixed <- lme4::nobars(f)
+  list(
+    vars = all.vars(f),
+    response = if (length(f) == 3L) all.vars(f[[2L]]) else character(),
+    fixed = if (length(fixed) == 3L) all.vars(fixed[[3L]]) else all.vars(fixed),
+    groups = unique(unlist(lapply(bars, function(b) all.vars(b[[3L]])))),
+    random = unique(unlist(lapply(bars, function(b) all.vars(b[[2L]]))))
+  )
+}
