@@ -12,7 +12,7 @@ the values' own sort order; results map the labels back to the original values.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -96,23 +96,25 @@ class GroupLevels:
 
     Parameters
     ----------
-    mapping : dict
-        ``{column: {label: original value}}``.
+    columns : iterable of str
+        The grouping columns (from R's parse of the formula).
     """
 
-    def __init__(self, mapping: Mapping[str, Mapping[str, Any]] | None = None):
-        self.mapping = {k: dict(v) for k, v in (mapping or {}).items()}
+    def __init__(self, columns: Iterable[str] = ()):
+        self.columns = list(columns)
+        self.mapping: dict[str, dict[str, Any]] = {}
 
-    def encode(self, data: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
-        """Return ``data`` with the grouping ``columns`` as categoricals of labels.
+    def encode(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Return ``data`` with the grouping columns as categoricals of labels.
 
-        Records the mapping of each column (the first call defines it; later calls, for
-        new data, extend a copy only through :meth:`encoded`).
+        The labels of a value do not depend on the other values, so training data and new
+        data agree; the mapping back to values grows with every frame encoded.
         """
-        out = data.copy() if any(c in data.columns for c in columns) else data
-        for col in columns:
-            if col not in out.columns:
-                continue
+        present = [c for c in self.columns if c in data.columns]
+        if not present:
+            return data
+        out = data.copy(deep=False)
+        for col in present:
             cat, mapping = _encode_column(out[col], col)
             out[col] = cat
             self.mapping.setdefault(col, {}).update(mapping)
@@ -180,8 +182,9 @@ def check_text_columns(data: pd.DataFrame, factors: Iterable[str], groups: Itera
         present = s.dropna()
         if present.empty or pd.api.types.infer_dtype(present, skipna=True) != "string":
             continue
-        numeric = pd.to_numeric(present.str.strip().str.replace(",", ".", regex=False),
-                                errors="coerce")
+        numeric = pd.to_numeric(
+            present.str.strip().str.replace(",", ".", regex=False), errors="coerce"
+        )
         if col not in groups and numeric.notna().all():
             example = present.iloc[0]
             warnings.warn(

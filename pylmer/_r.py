@@ -57,6 +57,12 @@ lock = threading.RLock()
 _state: dict[str, Any] = {}
 _names = itertools.count()
 _pending_unbind: list[str] = []
+#: every long-lived R object, by key; handles hold keys.  rpy2 releases an R object in
+#: whichever thread drops the last reference to it, possibly while another thread is
+#: inside R: dropping them only here, under the lock, keeps that out of R's way.
+_objects: dict[int, Any] = {}
+_pending_release: list[int] = []
+_keys = itertools.count()
 
 
 def _script_dir() -> Path:
@@ -79,16 +85,35 @@ def _console_sink(text: str) -> None:
 def _start() -> None:
     try:
         import rpy2.rinterface as ri
-        from rpy2.rinterface_lib import callbacks
+        from rpy2.rinterface_lib import callbacks  # noqa: F401  (loads with R; checked here)
     except Exception as exc:  # ImportError, or OSError when libR cannot be loaded
         raise RNotAvailableError(
             f"rpy2 cannot load R ({type(exc).__name__}: {exc}); {INSTALL_HINT}. "
             "Note: with R 4.2 only rpy2 3.5.x works (rpy2 3.6 misses the symbol R_getVar)."
         ) from exc
-    callbacks.consolewrite_print = _console_sink
-    callbacks.consolewrite_warnerror = _console_sink
-    callbacks.showmessage = _console_sink
-    ri.initr_simple()
+    with _console():
+        ri.initr_simple()
+        _source_scripts(ri)
+
+
+@contextlib.contextmanager
+def _console() -> Iterator[None]:
+    """Collect R's console output while pylmer's own calls run; restore rpy2's callbacks
+    afterwards, so a user's own rpy2 output is printed as usual."""
+    from rpy2.rinterface_lib import callbacks
+
+    names = ("consolewrite_print", "consolewrite_warnerror", "showmessage")
+    saved = [getattr(callbacks, n) for n in names]
+    for n in names:
+        setattr(callbacks, n, _console_sink)
+    try:
+        yield
+    finally:
+        for n, f in zip(names, saved, strict=True):
+            setattr(callbacks, n, f)
+
+
+def _source_scripts(ri: Any) -> None:
     from . import _convert
 
     env = ri.baseenv["new.env"]()
@@ -96,8 +121,8 @@ def _start() -> None:
     # bridge.R first: the other scripts may use its helpers
     scripts = sorted(_script_dir().glob("*.R"), key=lambda p: (p.name != "bridge.R", p.name))
     for path in scripts:
-        if path.name in ("reference.R", "validate.R"):  # standalone Rscript programs
-            continue
+        if path.name.startswith("reference") or path.name == "validate.R":
+            continue  # standalone Rscript programs (reference values, pylmer validate)
         source(ri.StrSexpVector([str(path)]), envir=env)
     _state.update(ri=ri, convert=_convert, env=env, store=env.find(".pylmer_store"))
     ok = ri.baseenv["requireNamespace"](ri.StrSexpVector(["lme4"]), quietly=True)[0]
@@ -115,8 +140,11 @@ def _start() -> None:
 
 
 def _ensure() -> None:
+    """Start R when needed and drop the R objects whose handles are gone (under the lock)."""
     if "env" not in _state:
         _start()
+    while _pending_release:
+        _objects.pop(_pending_release.pop(), None)
     while _pending_unbind:
         name = _pending_unbind.pop()
         _state["ri"].baseenv["rm"](list=_state["ri"].StrSexpVector([name]), envir=_state["store"])
@@ -128,15 +156,23 @@ def _ensure() -> None:
 class RObject:
     """An opaque handle on an R object (e.g. a fitted ``merMod``) kept alive in R.
 
-    The R object is released when the handle is garbage collected.  Handles do not
-    pickle: they belong to one R session.
+    The object itself is owned by this module (``_objects``); the handle holds its key.
+    When the handle is garbage collected, in whatever thread, the object is released at
+    the next R call, under the lock.  Handles do not pickle: they belong to one R session.
     """
 
-    __slots__ = ("__weakref__", "rclass", "sexp")
+    __slots__ = ("__weakref__", "key", "rclass")
 
     def __init__(self, sexp: Any, rclass: tuple[str, ...]):
-        self.sexp = sexp
+        self.key = next(_keys)
         self.rclass = rclass
+        _objects[self.key] = sexp
+        weakref.finalize(self, _pending_release.append, self.key)
+
+    @property
+    def sexp(self) -> Any:
+        """The R object (use it only while holding :data:`lock`)."""
+        return _objects[self.key]
 
     def __repr__(self) -> str:
         return f"<R object of class {'/'.join(self.rclass) or '?'}>"
@@ -370,7 +406,7 @@ def call_with_conditions(
         _ensure()
         _state["console"] = []
         try:
-            with _interruptible():
+            with _console(), _interruptible():
                 out = _raw_call(fun, *args, **kwargs)
         except _state["ri"].embedded.RRuntimeError as exc:  # interrupts reach here
             if "interrupt" in str(exc).lower():

@@ -1,13 +1,19 @@
 # The one parse of a model formula (R's own: terms, findbars), read by every caller
 # before any data cross: which columns the model uses and which are grouping factors.
 
-.pylmer_formula_parse <- function(formula) {
+.pylmer_formula_parse <- function(formula, columns = character()) {
   f <- tryCatch(
     stats::as.formula(formula),
     error = function(e) {
+      odd <- columns[make.names(columns) != columns]
+      hint <- if (length(odd)) {
+        paste0(" (quote column names that are not R names with backticks, e.g. `",
+               odd[1L], "`)")
+      } else {
+        " (quote column names that are not R names with backticks)"
+      }
       .pylmer_stop("formula", "cannot parse the formula '", formula, "': ",
-                   conditionMessage(e), " (quote column names that are not R names with ",
-                   "backticks)")
+                   conditionMessage(e), hint)
     }
   )
   bars <- lme4::findbars(f)

@@ -1,22 +1,23 @@
-"""Tests of pylmer.lmer against plain-R reference values (tests/reference/*.json).
+"""Tests of pylmer.lmer against plain-R reference values.
 
-The reference files are written by ``r_scripts/reference.R`` in plain R (no pylmer
-code); every accessor is compared with a relative tolerance of 1e-6.
+The reference values are written by ``r_scripts/reference.R`` in plain R (no pylmer
+code) on the machine that runs the tests (``tests/_refcache.py`` caches them per R,
+package, BLAS and platform); every accessor is compared with a relative tolerance of
+1e-6.  ``tests/reference/*.json`` are a record of one run elsewhere, never compared with.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _refcache import reference
 
 import pylmer
 from pylmer import datasets
@@ -25,7 +26,6 @@ from pylmer.lmer import LmerControl, LmerModel, anova, lmer
 from pylmer.results import LmerResults, format_column
 from pylmer.sklearn import LmerRegressor, response_name
 
-REFERENCE = Path(__file__).parent / "reference"
 RTOL = 1e-6
 ATOL = 1e-9
 
@@ -54,10 +54,8 @@ def _frame(obj: dict) -> pd.DataFrame:
 
 
 def load_reference(name: str, reml: bool) -> dict:
-    path = REFERENCE / f"{name}_{'reml' if reml else 'ml'}.json"
-    if not path.exists():
-        pytest.fail(f"{path} missing: run `make reference`")
-    return json.loads(path.read_text())
+    """Plain R's values for ``name`` on this machine (generated on first use, cached)."""
+    return reference("reference.R", f"{name}_{'reml' if reml else 'ml'}")
 
 
 def close(actual, expected, what: str) -> None:
@@ -171,18 +169,21 @@ def test_matches_plain_r(small_fits, name, reml):
     check_model(m, ref, data, satterthwaite=True)
 
 
-def test_reference_made_with_installed_lme4():
+def test_reference_made_with_this_r():
+    """The reference values come from the R, lme4 and BLAS that pylmer embeds here."""
     ref = load_reference("sleepstudy", True)["meta"]
     installed = pylmer.versions()
-    assert (ref["R"], ref["lme4"]) == (installed["R"], installed["lme4"]), (
-        "tests/reference was written with other R/lme4 versions: run `make reference`"
+    assert (ref["R"], ref["lme4"], ref["blas"]) == (
+        installed["R"],
+        installed["lme4"],
+        installed["blas"],
     )
 
 
 @pytest.mark.slow
 def test_insteval_matches_plain_r(insteval_fit, insteval):
     ref = load_reference("InstEval", insteval_fit.reml)
-    check_model(insteval_fit, ref, insteval, satterthwaite=False)
+    check_model(insteval_fit, ref, insteval, satterthwaite=True)
     ci = insteval_fit.confint("wald")
     close(ci.iloc[:, 0].dropna(), np.array(ref["confint_wald"]["lower"], dtype=float)[-2:], "ci")
 
