@@ -97,3 +97,20 @@
     stringsAsFactors = FALSE
   )
 }
+
+# lme4 >= 1.1-38 parses formulas with the reformulas package and warns when its own
+# findbars()/nobars() re-exports are called; use reformulas' where it is installed.
+.pylmer_findbars <- function(f) {
+  if (requireNamespace("reformulas", quietly = TRUE)) reformulas::findbars(f) else lme4::findbars(f)
+}
+.pylmer_nobars <- function(f) {
+  if (requireNamespace("reformulas", quietly = TRUE)) reformulas::nobars(f) else lme4::nobars(f)
+}
+
+# as.data.frame(VarCorr(m)) with pylmer's column names, taken by name (lme4 2.x adds
+# attributes and may add columns)
+.pylmer_varcorr <- function(m) {
+  vc <- as.data.frame(lme4::VarCorr(m))
+  data.frame(group = vc$grp, var1 = vc$var1, var2 = vc$var2, variance = vc$vcov,
+             sd_or_cor = vc$sdcor, stringsAsFactors = FALSE)
+}

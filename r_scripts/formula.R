@@ -16,8 +16,8 @@
                    conditionMessage(e), hint)
     }
   )
-  bars <- lme4::findbars(f)
-  fixed <- lme4::nobars(f)
+  bars <- .pylmer_findbars(f)
+  fixed <- .pylmer_nobars(f)
   list(
     vars = all.vars(f),
     response = if (length(f) == 3L) all.vars(f[[2L]]) else character(),
