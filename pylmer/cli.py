@@ -111,6 +111,11 @@ def ranef_long(
     """Random effects as one long table: ``group, level, term, estimate[, cond_sd]``."""
     parts = []
     for group, modes in ranef.items():
+        if isinstance(modes.index, pd.MultiIndex):  # nested factors (MixedML): "b:a" levels
+            modes = modes.set_axis(modes.index.map(lambda t: ":".join(map(str, t))))
+            if ranef_sd is not None and group in ranef_sd:
+                sd = ranef_sd[group]
+                ranef_sd = {**ranef_sd, group: sd.set_axis(modes.index)}
         long = (
             modes.rename_axis("level")
             .reset_index()
@@ -184,18 +189,22 @@ _ESTIMATORS = ("linear", "random_forest", "hist_gradient_boosting")
 
 
 def grouping_columns(random_effects: str) -> list[str]:
-    """The grouping columns named in an lme4 random part, e.g. ``(1 | a/b)`` gives a, b."""
+    """The grouping columns named in an lme4 random part, e.g. ``(1 | a/b)`` gives a, b.
+
+    R parses the random part (``lme4::findbars``), as MixedML itself does.
+    """
+    from .mixedml.lme4_step import ResidualModel
+
     if random_effects.count("(") != random_effects.count(")"):
         raise FormulaError(f"random effects {random_effects!r} has unbalanced parentheses")
-    found: list[str] = []
-    for bar in re.findall(r"\|\|?\s*([^()|]+)\)", random_effects):
-        for name in re.split(r"[/:]", bar):
-            name = name.strip().strip("`")
-            if name and name not in found:
-                found.append(name)
-    if not found:
-        raise DataError(f"no grouping factor in random effects {random_effects!r}; use '(1 | g)'")
-    return found
+    try:
+        return ResidualModel.parse(random_effects).groups
+    except FormulaError as exc:
+        if "no random-effects term" in str(exc):
+            raise DataError(
+                f"no grouping factor in random effects {random_effects!r}; use '(1 | g)'"
+            ) from None
+        raise
 
 
 def _estimator(args: argparse.Namespace) -> Any:
@@ -309,7 +318,7 @@ def _cmd_mixedml(args: argparse.Namespace, say: _Reporter) -> int:
     preds = pd.concat(rows)[[*groups, args.target, "split", "prediction", "fixed_part"]]
     written = [
         _write_csv(preds.rename_axis("row"), out / "predictions.csv", index=True),
-        _write_csv(ranef_long(model.ranef_, model.lmer_.ranef_sd), out / "ranef.csv"),
+        _write_csv(ranef_long(model.ranef_, model.ranef_sd_), out / "ranef.csv"),
         _write_csv(model.varcorr_, out / "varcorr.csv"),
         _write_csv(model.history_, out / "history.csv", index=True),
     ]

@@ -10,6 +10,7 @@ as Python warnings: convergence problems as :class:`LmerConvergenceWarning`
 from __future__ import annotations
 
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 __all__ = [
     "DataError",
@@ -51,8 +52,9 @@ class DataError(PylmerError, ValueError):
     """The data cannot be used as given (types, missing values, levels, shapes)."""
 
 
-class NotFittedError(PylmerError, AttributeError):
-    """The model's R object is gone (e.g. after unpickling) and cannot be rebuilt."""
+class NotFittedError(PylmerError, _SklearnNotFittedError):
+    """An estimator used before ``fit``, or a model whose R object is gone and cannot be
+    rebuilt.  Also scikit-learn's ``NotFittedError`` (a ValueError and AttributeError)."""
 
 
 class RWarning(UserWarning):

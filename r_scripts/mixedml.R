@@ -1,52 +1,94 @@
-# R side of MixedMLRegressor (pylmer/mixedml.py): the random-effects step of the EM loop.
-# The grouping / covariate data are bound once (.pylmer_store); per iteration only the
-# response vector crosses, and lme4::refit() reuses the model structure and starts the
-# optimizer from the previous theta.
+# R side of MixedML (pylmer/mixedml/): the lme4 random-effects step of the EM loop.
+#
+# ONE residual model, derived from R's own parse of `random_effects` (lme4::findbars and
+# stats::terms), used by the loop, the final model and predict():
+#
+#   .pylmer_e ~ 1 + <every covariate of the random part> + <random part>
+#
+# The covariates of the random part enter as fixed effects too (their random
+# coefficients then have mean zero, and the means are estimated jointly with the
+# random effects); the intercept is always there, whatever `||`, `0 +` or nesting the
+# random part uses.  The grouping / covariate data are bound once (.pylmer_store); per
+# iteration only the response vector crosses, and lme4::refit() reuses the model and
+# starts the optimizer from the previous theta.
 
-.mixedml_vars <- function(random_effects) {
+.mixedml_parse <- function(random_effects) {
   f <- tryCatch(
-    stats::as.formula(paste("~ 0 +", random_effects)),
-    error = function(e) .pylmer_stop("formula", "cannot parse random_effects ", random_effects,
-                                      ": ", conditionMessage(e))
+    stats::as.formula(paste("~", random_effects)),
+    error = function(e) .pylmer_stop("formula", "cannot parse random_effects '", random_effects,
+                                      "': ", conditionMessage(e))
   )
   bars <- lme4::findbars(f)
   if (length(bars) == 0L) {
-    .pylmer_stop("formula", "random_effects ", random_effects,
-                 " has no random-effects term such as (1 | group)")
+    .pylmer_stop("formula", "random_effects '", random_effects,
+                 "' has no random-effects term such as (1 | group)")
   }
+  fixed <- lme4::nobars(f)
+  if (!is.null(fixed) && length(attr(stats::terms(fixed), "term.labels"))) {
+    .pylmer_stop("formula", "random_effects '", random_effects, "' holds fixed terms (",
+                 paste(attr(stats::terms(fixed), "term.labels"), collapse = ", "),
+                 "); give only random terms such as (1 + x | group): the estimator is the ",
+                 "fixed part")
+  }
+  list(f = f, bars = bars)
+}
+
+# The residual model as a formula object (the single source of truth).
+.mixedml_residual_formula <- function(random_effects, env = parent.frame()) {
+  p <- .mixedml_parse(random_effects)
+  labels <- unique(unlist(lapply(p$bars, function(b) {
+    attr(stats::terms(stats::as.formula(call("~", b[[2L]]))), "term.labels")
+  })))
+  rhs <- Reduce(function(a, b) call("+", a, b), c(list(1), lapply(labels, str2lang)))
+  out <- call("~", as.name(".pylmer_e"), call("+", rhs, p$f[[2L]]))
+  stats::as.formula(out, env = env)
+}
+
+# What Python needs to know about the random part, before any data cross.
+.mixedml_spec <- function(random_effects) {
+  p <- .mixedml_parse(random_effects)
+  f <- .mixedml_residual_formula(random_effects)
+  terms <- lapply(p$bars, function(b) all.vars(b[[3L]]))
+  names(terms) <- vapply(p$bars, function(b) paste(deparse(b[[3L]]), collapse = " "), "")
   list(
-    fixed = paste(vapply(bars, function(b) paste(deparse(b[[2L]]), collapse = " "), ""),
-                  collapse = " + "),
-    vars = all.vars(f),
-    groups = unique(unlist(lapply(bars, function(b) all.vars(b[[3L]]))))
+    formula = paste(deparse(f, width.cutoff = 500L), collapse = " "),
+    vars = all.vars(p$f),
+    groups = intersect(all.vars(p$f), unlist(terms)),  # in order of appearance
+    covariates = unique(unlist(lapply(p$bars, function(b) all.vars(b[[2L]])))),
+    # grouping factors as lme4 names them ("b:a" for a/b) -> the columns they combine
+    factors = terms[!duplicated(names(terms))]
   )
 }
 
-# e ~ <covariates of the random part> + <random part>: the random-part covariates also
-# enter as fixed effects, so that the means of the random coefficients are estimated
-# jointly with them (see the Notes of MixedMLRegressor).
-.mixedml_formula <- function(random_effects, centred = TRUE) {
-  f <- stats::as.formula(paste("~ 0 +", random_effects))
-  fixed <- if (centred) {
-    lhs <- vapply(lme4::findbars(f), function(b) paste(deparse(b[[2L]]), collapse = " "), "")
-    paste(lhs, collapse = " + ")
-  } else {
-    "0"
+# Random effects of every term column, keyed "<factor>: <column>" (lme4's term order).
+.mixedml_effects <- function(m) {
+  b <- as.vector(lme4::getME(m, "b"))
+  cnms <- m@cnms
+  gp <- m@Gp
+  out <- list()
+  for (k in seq_along(cnms)) {
+    nc <- length(cnms[[k]])
+    block <- matrix(b[(gp[k] + 1L):gp[k + 1L]], nrow = nc)
+    for (j in seq_len(nc)) out[[paste0(names(cnms)[k], ": ", cnms[[k]][j])]] <- block[j, ]
   }
-  stats::as.formula(paste(".pylmer_e ~", fixed, "+", random_effects), env = parent.frame())
+  out
 }
 
 .mixedml_state <- function(m) {
   conv <- m@optinfo$conv$lme4$messages
+  vc <- as.data.frame(lme4::VarCorr(m))
+  vc <- vc[is.na(vc$var2), , drop = FALSE]
+  grp <- sub("\\.[0-9]+$", "", vc$grp)  # lme4 numbers the terms of `||`: g, g.1, g.2
+  grp[vc$grp == "Residual"] <- "Residual"
+  names <- ifelse(is.na(vc$var1), "var(Residual)", paste0("var(", grp, ": ", vc$var1, ")"))
   list(
     model = m,
-    b = as.vector(lme4::getME(m, "b")),
-    # the residual model's whole contribution, its fixed part X_r gamma plus Z u
-    zu = unname(stats::fitted(m)),
+    # the residual model's whole contribution: its fixed part X_r gamma plus Z b
+    contribution = unname(stats::fitted(m)),
     loglik = as.numeric(stats::logLik(m)),
     sigma = stats::sigma(m),
-    theta = unname(lme4::getME(m, "theta")),
-    varcorr = as.data.frame(lme4::VarCorr(m)),
+    variances = stats::setNames(as.list(vc$vcov), names),
+    effects = .mixedml_effects(m),
     singular = lme4::isSingular(m),
     messages = if (is.null(conv)) character() else as.character(conv)
   )
@@ -59,7 +101,7 @@
 .mixedml_start <- function(data_name, random_effects, resp, reml) {
   data <- get(data_name, envir = .pylmer_store)
   data[[".pylmer_e"]] <- resp
-  f <- .mixedml_formula(random_effects)
+  f <- .mixedml_residual_formula(random_effects)
   m <- tryCatch(
     suppressMessages(suppressWarnings(lme4::lmer(
       f, data = data, REML = reml, control = .mixedml_control()
@@ -76,26 +118,55 @@
   .mixedml_state(m)
 }
 
-# Empirical Bayes random effects of new groups: the relative covariance (theta) is
-# kept from training; the modes are computed on the given residuals without optimising.
-# `obs` holds the residuals y - f(X) - (fixed part of the residual model); returns Z u for
-# the rows of `target_name` (0 for levels absent from the observed rows).
-.mixedml_new_groups <- function(theta, obs_name, target_name, random_effects, reml) {
+# The final state's model, as pylmer.lmer() returns it (no refit: the loop's last fit).
+.mixedml_final <- function(model) {
+  c(list(model = model), .pylmer_lmer_extract(model))
+}
+
+# What predict() needs, kept in Python (no R object): theta per term, and the fixed part
+# X_r gamma of the training rows.
+.mixedml_terms <- function(model) {
+  cnms <- model@cnms
+  theta <- lme4::getME(model, "theta")
+  nth <- vapply(cnms, function(c) length(c) * (length(c) + 1L) / 2L, 0)
+  ends <- cumsum(nth)
+  list(
+    keys = vapply(seq_along(cnms), function(k) {
+      paste0(names(cnms)[k], "|", paste(cnms[[k]], collapse = "+"))
+    }, ""),
+    theta = lapply(seq_along(cnms), function(k) unname(theta[(ends[k] - nth[k] + 1L):ends[k]])),
+    fixed = unname(stats::predict(model, re.form = NA))
+  )
+}
+
+# Empirical Bayes random effects with the variance parameters fixed: the conditional
+# modes b = Lambda (Lambda' Z' Z Lambda + I)^-1 Lambda' Z' r given theta, from the observed
+# rows `obs` (residuals r = y - f(X) - X_r gamma: the training rows and any new rows with
+# an outcome), evaluated as Z b on the rows of `target`.  Levels without an observed row
+# get b = 0.  With the training rows only, b is lme4's own (the same equations as its
+# penalised least squares at the fitted theta and gamma).
+.mixedml_eb <- function(random_effects, keys, theta, obs_name, r, target_name) {
   obs <- get(obs_name, envir = .pylmer_store)
   target <- get(target_name, envir = .pylmer_store)
-  # Grouping columns as integer codes (shared by obs and target): a factor with a single
-  # level (one new subject) would make model.matrix() fail on its contrasts.
-  for (g in .mixedml_vars(random_effects)$groups) {
-    levels <- unique(c(as.character(obs[[g]]), as.character(target[[g]])))
-    obs[[g]] <- match(as.character(obs[[g]]), levels)
-    target[[g]] <- match(as.character(target[[g]]), levels)
+  p <- .mixedml_parse(random_effects)
+  groups <- unique(unlist(lapply(p$bars, function(b) all.vars(b[[3L]]))))
+  n_obs <- nrow(obs)
+  both <- rbind(obs[names(target)], target)
+  for (g in groups) both[[g]] <- factor(as.character(both[[g]]))
+  rt <- lme4::mkReTrms(p$bars, both, reorder.terms = FALSE)
+  mine <- vapply(seq_along(rt$cnms), function(k) {
+    paste0(names(rt$cnms)[k], "|", paste(rt$cnms[[k]], collapse = "+"))
+  }, "")
+  th <- unlist(theta[match(mine, keys)])
+  if (anyNA(match(mine, keys)) || length(th) != length(rt$theta)) {
+    stop("the random-effects terms of the new data do not match the fitted model")
   }
-  ctrl <- lme4::lmerControl(check.nobs.vs.nRE = "ignore", check.nobs.vs.nlev = "ignore",
-                            check.nlev.gtr.1 = "ignore", check.rankX = "ignore")
-  lf <- lme4::lFormula(.mixedml_formula(random_effects, centred = FALSE), data = obs, REML = reml,
-                       control = ctrl)
-  devfun <- do.call(lme4::mkLmerDevfun, lf)
-  opt <- list(par = theta, fval = devfun(theta), conv = 0L, message = "fixed theta")
-  fit <- lme4::mkMerMod(environment(devfun), opt, lf$reTrms, fr = lf$fr)
-  unname(stats::predict(fit, newdata = target, allow.new.levels = TRUE))
+  lambdat <- rt$Lambdat
+  lambdat@x <- th[rt$Lind]
+  zt <- rt$Zt
+  lz <- lambdat %*% zt[, seq_len(n_obs), drop = FALSE]
+  a <- Matrix::tcrossprod(lz) + Matrix::Diagonal(nrow(lz))
+  u <- Matrix::solve(Matrix::Cholesky(Matrix::forceSymmetric(a)), lz %*% r)
+  b <- Matrix::crossprod(lambdat, u)
+  as.vector(Matrix::crossprod(zt[, n_obs + seq_len(nrow(target)), drop = FALSE], b))
 }

@@ -111,10 +111,12 @@ def test_predict_new_subjects_from_first_visits(small, linear_fit):
     mse_without = np.mean((without - truth)[later] ** 2)
     mse_with = np.mean((with_first - truth)[later] ** 2)
     assert mse_with < 0.7 * mse_without
-    # known groups keep their fitted random effects whatever y says
+    # no observed outcome: the fit's own random effects
     X_known = small[["individus", *SLOPES]]
-    assert np.allclose(
-        linear_fit.predict(X_known, y=np.zeros(len(X_known))), linear_fit.predict(X_known)
+    np.testing.assert_allclose(
+        linear_fit.predict(X_known, y=np.full(len(X_known), np.nan)),
+        linear_fit.predict(X_known),
+        rtol=1e-12,
     )
 
 
@@ -157,12 +159,12 @@ def test_oof_residuals_keep_random_effects_out_of_the_forest():
 
 
 def test_max_iter_warns_and_reports_not_converged(small):
-    X = small[["individus", *SLOPES]]
-    with pytest.warns(ConvergenceWarning, match="did not converge"):
-        model = MixedMLRegressor(random_effects=RE, max_iter=2, tol=1e-12).fit(
+    X = small[["individus", *RAW, *SLOPES]]
+    with pytest.warns(ConvergenceWarning, match="did not converge.*increase max_iter"):
+        model = MixedMLRegressor(random_effects=RE, features=RAW, max_iter=3, tol=1e-12).fit(
             X, small["y_mixed_obs"]
         )
-    assert not model.converged_ and model.n_iter_ == 2
+    assert not model.converged_ and model.n_iter_ == 3 and model.stop_reason_ == "max_iter"
 
 
 def test_several_targets_one_random_effects_model_each(small):

@@ -1,0 +1,14 @@
+"""MixedML: random effects on top of any scikit-learn regressor.
+
+* :mod:`.engine` -- the EM loop in numpy (state, plain step, SQUAREM, stopping rule,
+  driver), testable without R;
+* :mod:`.lme4_step` -- the random-effects step with lme4 (the residual model);
+* :mod:`.labels` -- grouping values <-> R factor levels;
+* :mod:`.estimator` -- :class:`MixedMLRegressor`.
+"""
+
+from __future__ import annotations
+
+from .estimator import MixedMLRegressor
+
+__all__ = ["MixedMLRegressor"]
