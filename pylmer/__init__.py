@@ -16,9 +16,10 @@ from .errors import (
     RWarning,
     SingularFitWarning,
 )
+from .glmer import GlmerModel, glmer
 from .lmer import LmerControl, LmerModel, anova, lmer
 from .mixedml import MixedMLRegressor
-from .sklearn import LmerRegressor
+from .sklearn import GlmerClassifier, GlmerRegressor, LmerRegressor
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,9 @@ __all__ = [
     "DataError",
     "DataWarning",
     "FormulaError",
+    "GlmerClassifier",
+    "GlmerModel",
+    "GlmerRegressor",
     "LmerControl",
     "LmerConvergenceWarning",
     "LmerModel",
@@ -63,6 +67,7 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
+    "glmer",
     "lmer",
     "versions",
 ]

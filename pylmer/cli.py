@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -133,6 +132,16 @@ def ranef_long(
 def _fit(args: argparse.Namespace, data: pd.DataFrame, say: _Reporter) -> Any:
     from .lmer import lmer
 
+    if args.family is not None:
+        from .glmer import glmer
+
+        say(f"fitting {args.formula} ({args.family} GLMM) with lme4 ({len(data)} rows)")
+        t0 = time.perf_counter()
+        model = glmer(args.formula, data, args.family, link=args.link)
+        say(f"fitted in {time.perf_counter() - t0:.1f} s")
+        return model
+    if args.link is not None:
+        raise ValueError("--link needs --family (a linear mixed model has no link)")
     kind = "maximum likelihood" if args.ml else "REML"
     say(f"fitting {args.formula} by {kind} with lme4 ({len(data)} rows)")
     t0 = time.perf_counter()
@@ -147,7 +156,9 @@ def _fit(args: argparse.Namespace, data: pd.DataFrame, say: _Reporter) -> Any:
 def _cmd_fit(args: argparse.Namespace, say: _Reporter) -> int:
     data = _read_csv(args.data, say)
     model = _fit(args, data, say)
-    if not args.no_pvalues:
+    if args.family is not None:  # a GLMM's fixef holds its Wald z tests
+        fixef = model.fixef
+    elif not args.no_pvalues:
         say("Satterthwaite degrees of freedom (lmerTest)")
         fixef = model.fixef
     else:
@@ -365,6 +376,8 @@ def start_r_fit(
     out_json: str | os.PathLike[str],
     *,
     rscript: str = "Rscript",
+    family: str | None = None,
+    link: str | None = None,
 ) -> subprocess.Popen:
     """Start fitting a model in a separate plain ``Rscript`` process (``r_scripts/validate.R``).
 
@@ -380,6 +393,9 @@ def start_r_fit(
         Where the R process writes its results (read them with :func:`read_r_fit`).
     rscript : str
         The Rscript executable.
+    family, link : str, optional
+        Fit a GLMM with lme4's ``glmer`` (``glmer.nb`` for ``"negative_binomial"``);
+        ``reml`` is then ignored.
 
     Returns
     -------
@@ -390,9 +406,12 @@ def start_r_fit(
     if exe is None:
         raise OSError(f"cannot find {rscript!r} on PATH: install R or pass --rscript")
     cmd = [exe, str(_r_script("validate.R")), str(source), formula, str(bool(reml)).upper()]
-    return subprocess.Popen(
-        [*cmd, str(out_json)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    cmd.append(str(out_json))
+    if family is not None:
+        from .glmer import _family
+
+        cmd += list(_family(family, link))
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_r(proc: subprocess.Popen) -> None:
@@ -560,7 +579,15 @@ def _cmd_validate(args: argparse.Namespace, say: _Reporter) -> int:
         out_json = Path(args.keep) if args.keep else Path(tmp) / "r_fit.json"
         say(f"starting the plain-R fit: {args.rscript} validate.R (a separate process)")
         t0 = time.perf_counter()
-        proc = start_r_fit(args.data, args.formula, not args.ml, out_json, rscript=args.rscript)
+        proc = start_r_fit(
+            args.data,
+            args.formula,
+            not args.ml,
+            out_json,
+            rscript=args.rscript,
+            family=args.family,
+            link=args.link,
+        )
         try:
             model = _fit(args, data, say)
         except BaseException:
@@ -574,9 +601,10 @@ def _cmd_validate(args: argparse.Namespace, say: _Reporter) -> int:
     table = compare_with_r(model, reference)
     table["ok"] = np.where(table["max_rel_diff"] <= args.tol, "ok", "DIFFERS")
     meta = reference["meta"]
+    kind = f"{args.family} GLMM" if args.family else "ML" if args.ml else "REML"
     print(
         f"pylmer vs plain R {meta['R']} / lme4 {meta['lme4']}: {args.formula} "
-        f"({'ML' if args.ml else 'REML'}, {meta['nobs']} obs)"
+        f"({kind}, {meta['nobs']} obs)"
     )
     print(f"{'quantity':<10} {'n':>7} {'max rel diff':>12}")
     for row in table.itertuples():
@@ -614,6 +642,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("data", metavar="DATA.csv", help="the data (CSV with a header row)")
         p.add_argument("formula", help='an lme4 formula, e.g. "y ~ x + (1 | g)"')
         p.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+        p.add_argument(
+            "--family",
+            metavar="NAME",
+            help="fit a GLMM with glmer: binomial, poisson, Gamma, inverse.gaussian, "
+            "negative_binomial",
+        )
+        p.add_argument("--link", metavar="NAME", help="the GLMM's link (default: canonical)")
 
     p = sub.add_parser("fit", parents=[common], help="fit a model; print the summary, write CSVs")
     model_args(p)

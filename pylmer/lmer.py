@@ -272,7 +272,7 @@ class LmerModel:
         if self._handle is None:
             spec = self._spec
             base = dataclasses.replace(spec, steps=())
-            rebuilt = LmerModel._fit(base, self.data)
+            rebuilt = type(self)._fit(base, self.data)
             for step in spec.steps:
                 rebuilt = rebuilt._step(step)
             self._handle = rebuilt._handle

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["LmerResults", "format_summary"]
+__all__ = ["GlmerResults", "LmerResults", "format_glmer_summary", "format_summary"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,13 +158,20 @@ def _header(res: LmerResults, tested: bool) -> list[str]:
     if res.reml:
         lines.append(f"REML criterion at convergence: {res.reml_criterion:.1f}")
     else:
-        names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        values = [f"{v:.1f}" for v in (res.aic, res.bic, res.loglik, res.deviance)]
-        values.append(str(res.nobs - res.npar))
-        widths = [max(8, len(n), len(v)) for n, v in zip(names, values, strict=True)]
-        lines.append(" ".join(n.rjust(w) for n, w in zip(names, widths, strict=True)))
-        lines.append(" ".join(v.rjust(w) for v, w in zip(values, widths, strict=True)))
+        lines += _criteria(res, res.deviance)
     return [*lines, ""]
+
+
+def _criteria(res: LmerResults | GlmerResults, deviance: float) -> list[str]:
+    """The AIC, BIC, logLik, deviance, df.resid block of an ML fit."""
+    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    values = [f"{v:.1f}" for v in (res.aic, res.bic, res.loglik, deviance)]
+    values.append(str(res.nobs - res.npar))
+    widths = [max(8, len(n), len(v)) for n, v in zip(names, values, strict=True)]
+    return [
+        " ".join(n.rjust(w) for n, w in zip(names, widths, strict=True)),
+        " ".join(v.rjust(w) for v, w in zip(values, widths, strict=True)),
+    ]
 
 
 def _residuals(res: LmerResults) -> list[str]:
@@ -209,13 +216,7 @@ def _fixed_effects(res: LmerResults, satterthwaite: pd.DataFrame | None) -> list
     if fe.empty:
         return ["No fixed effect coefficients"]
     tested = satterthwaite is not None
-    # R's printCoefmat: estimates and standard errors share one rounding
-    coef_se = np.concatenate([fe["estimate"].to_numpy(), fe["std_error"].to_numpy()])
-    finite = np.abs(coef_se[np.isfinite(coef_se) & (coef_se != 0)])
-    low = finite.min() if finite.size else 1.0
-    decimals = max(1, 4 - (1 + math.floor(math.log10(low))))
-    both = format_column(np.round(coef_se, decimals))
-    est, se = both[: len(fe)], both[len(fe) :]
+    est, se = _estimates(fe)
     tval = format_column(np.round(fe["t_value"].to_numpy(), 3))
     header = ["", "Estimate", "Std. Error", "t value"]
     columns = [list(map(str, fe.index)), est, se, tval]
@@ -233,7 +234,17 @@ def _fixed_effects(res: LmerResults, satterthwaite: pd.DataFrame | None) -> list
     return lines
 
 
-def _correlation(res: LmerResults) -> list[str]:
+def _estimates(fe: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Estimates and standard errors as R's printCoefmat shows them (one rounding)."""
+    coef_se = np.concatenate([fe["estimate"].to_numpy(), fe["std_error"].to_numpy()])
+    finite = np.abs(coef_se[np.isfinite(coef_se) & (coef_se != 0)])
+    low = finite.min() if finite.size else 1.0
+    decimals = max(1, 4 - (1 + math.floor(math.log10(low))))
+    both = format_column(np.round(coef_se, decimals))
+    return both[: len(fe)], both[len(fe) :]
+
+
+def _correlation(res: LmerResults | GlmerResults) -> list[str]:
     v = res.vcov.to_numpy()
     if v.shape[0] < 2:
         return []
@@ -326,6 +337,204 @@ def to_html(res: LmerResults, satterthwaite: pd.DataFrame | None = None) -> str:
         f"</code></p><table>{items}</table>"
         + _frame_html("Random effects", res.varcorr)
         + _frame_html("Fixed effects", fixed)
+        + warn
+        + "</div>"
+    )
+
+
+# ------------------------------------------------------------------ GLMMs
+
+
+@dataclass(frozen=True, eq=False)
+class GlmerResults:
+    """Every quantity lme4 reports for one ``glmer`` fit (see :class:`pylmer.GlmerModel`).
+
+    Attributes
+    ----------
+    formula : str
+        The model formula, as given.
+    family, link : str
+        R's ``family(m)$family`` (``"binomial"``, ``"poisson"``, ``"Gamma"``,
+        ``"inverse.gaussian"``, ``"Negative Binomial(3.3034)"``) and its link.
+    nagq : int
+        Points per axis of the adaptive Gauss-Hermite quadrature (1: Laplace).
+    fixef : pandas.DataFrame
+        Index: fixed-effect terms; columns ``estimate``, ``std_error``, ``z_value``,
+        ``p_value`` (Wald z tests, as lme4's ``summary``; for families with a scale
+        parameter lme4 labels the statistic "t value" but still takes p from the normal).
+    ranef, ranef_sd, coef, varcorr, theta, ngrps, vcov
+        As in :class:`LmerResults`.
+    sigma : float
+        R's ``sigma(m)``: 1 for binomial, Poisson and negative binomial, else the scale.
+    nb_theta : float
+        The negative binomial's theta (``getME(m, "glmer.nb.theta")``), NaN otherwise.
+    loglik, aic, bic : float
+        Marginal log-likelihood (Laplace or quadrature approximation) and criteria.
+    deviance : float
+        R's ``deviance(m)``: the sum of squared deviance residuals at the conditional
+        modes.  ``summary()`` shows ``-2 * loglik`` in its "deviance" column, as lme4 does.
+    npar, nobs : int
+        Estimated parameters; observations used.
+    fitted : pandas.Series
+        Fitted means (response scale), aligned to the input index (NaN on dropped rows).
+    residuals : pandas.Series
+        Deviance residuals (R's ``residuals(m)``), aligned likewise.
+    scaled_residuals : numpy.ndarray
+        Pearson residuals divided by sigma (used rows).
+    is_singular, converged, messages, optimizer
+        As in :class:`LmerResults`.
+    has_scale : bool
+        Whether the family estimates a scale (Gamma, inverse Gaussian).
+    """
+
+    formula: str
+    family: str
+    link: str
+    nagq: int
+    fixef: pd.DataFrame
+    ranef: dict[str, pd.DataFrame]
+    ranef_sd: dict[str, pd.DataFrame]
+    coef: dict[str, pd.DataFrame]
+    varcorr: pd.DataFrame
+    sigma: float
+    theta: pd.Series
+    nb_theta: float
+    loglik: float
+    npar: int
+    aic: float
+    bic: float
+    deviance: float
+    nobs: int
+    ngrps: pd.Series
+    vcov: pd.DataFrame
+    fitted: pd.Series
+    residuals: pd.Series
+    scaled_residuals: np.ndarray
+    is_singular: bool
+    converged: bool
+    messages: tuple[str, ...]
+    optimizer: str
+    has_scale: bool
+
+    def summary(self) -> str:
+        """Return the summary text (see :func:`format_glmer_summary`)."""
+        return format_glmer_summary(self)
+
+    def _repr_html_(self) -> str:
+        return glmer_html(self)
+
+
+def format_pvalues(values: np.ndarray | list[float], digits: int = 3) -> list[str]:
+    """Format p-values like R's ``format.pval(pv, digits)`` (as printCoefmat shows them).
+
+    Values from 1e-4 up share a fixed-point format, smaller ones a scientific one, and
+    those below machine epsilon print as ``< 2e-16``.
+    """
+    pv = np.asarray(values, dtype=float)
+    out = ["NA"] * len(pv)
+    eps = float(np.finfo(float).eps)
+    ok = np.isfinite(pv)
+    tiny = ok & (pv < eps)
+    rest = ok & ~tiny
+    expo = np.floor(np.log10(np.where(pv > 0, pv, 1e-50)))
+    fixed = rest & ((expo >= -3) | ((expo == -4) & (digits > 1)))
+    sci = rest & ~fixed
+    for i, text in zip(np.flatnonzero(fixed), format_column(pv[fixed], digits), strict=True):
+        out[i] = text
+    if sci.any():
+        sig = max(
+            len(f"{float(f'{v:.{digits - 1}e}'):e}".split("e")[0].rstrip("0").replace(".", ""))
+            for v in pv[sci]
+        )
+        sig = min(max(sig, 1), digits)
+        for i in np.flatnonzero(sci):
+            out[i] = f"{pv[i]:.{sig - 1}e}"
+    if tiny.any():
+        width = max((len(out[i]) for i in np.flatnonzero(rest)), default=0)
+        small = max(1, digits - 2)
+        if rest.any() and small > 1 and small + 6 > width:
+            small = max(1, width - 7)
+        sep = "" if (small == 1 and (not rest.any() or width <= 6)) else " "
+        text = f"<{sep}{eps:.{small - 1}e}"
+        for i in np.flatnonzero(tiny):
+            out[i] = text
+    return out
+
+
+def _glmer_fixed_effects(res: GlmerResults) -> list[str]:
+    fe = res.fixef
+    if fe.empty:
+        return ["No fixed effect coefficients"]
+    est, se = _estimates(fe)
+    stat = format_column(np.round(fe["z_value"].to_numpy(), 3))
+    pv = format_pvalues(fe["p_value"].to_numpy())
+    stars = [_stars(p).ljust(3) for p in fe["p_value"]]  # left-aligned, as in R
+    name = "t" if res.has_scale else "z"
+    header = ["", "Estimate", "Std. Error", f"{name} value", f"Pr(>|{name}|)", ""]
+    rows = [list(r) for r in zip(map(str, fe.index), est, se, stat, pv, stars, strict=True)]
+    return [
+        "Fixed effects:",
+        *_table(rows, header, left=1),
+        "---",
+        "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1",
+    ]
+
+
+def format_glmer_summary(res: GlmerResults) -> str:
+    """Return a summary laid out like R's ``summary(glmerMod)``.
+
+    Returns
+    -------
+    str
+        Header (approximation, family, formula), information criteria (the "deviance"
+        column is ``-2 * loglik``, as in R), scaled residuals, random effects, fixed
+        effects with Wald tests and (with at most 12 terms) their correlation.
+    """
+    approx = (
+        "Laplace Approximation"
+        if res.nagq == 1
+        else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {res.nagq}"
+    )
+    lines = [
+        f"Generalized linear mixed model fit by maximum likelihood ({approx}) [glmerMod]",
+        f" Family: {res.family}  ( {res.link} )",
+        f"Formula: {res.formula}",
+        "",
+        *_criteria(res, -2 * res.loglik),
+        "",
+        *_residuals(res),
+        *_random_effects(res),
+        "",
+        *_glmer_fixed_effects(res),
+    ]
+    if 1 < len(res.fixef) <= 12:
+        lines += _correlation(res)
+    if res.messages:
+        lines += ["", f"optimizer ({res.optimizer}) convergence messages:", *res.messages]
+    return "\n".join(lines) + "\n"
+
+
+def glmer_html(res: GlmerResults) -> str:
+    """Return an HTML rendering of a GLMM fit for notebooks."""
+    stats: dict[str, object] = {
+        "family": f"{res.family} ({res.link})",
+        "AIC": f"{res.aic:.1f}",
+        "BIC": f"{res.bic:.1f}",
+        "logLik": f"{res.loglik:.1f}",
+        "obs": res.nobs,
+        **{f"groups: {k}": int(v) for k, v in res.ngrps.items()},
+    }
+    items = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in stats.items()
+    )
+    warn = "".join(f"<p><b>Note:</b> {html.escape(m)}</p>" for m in res.messages)
+    return (
+        "<div>"
+        f"<p><b>Generalized linear mixed model</b><br><code>{html.escape(res.formula)}"
+        f"</code></p><table>{items}</table>"
+        + _frame_html("Random effects", res.varcorr)
+        + _frame_html("Fixed effects", res.fixef)
         + warn
         + "</div>"
     )

@@ -201,7 +201,7 @@
     aic = stats::AIC(m),
     bic = stats::BIC(m),
     deviance = suppressWarnings(stats::deviance(m)),
-    reml_criterion = lme4::REMLcrit(m),
+    reml_criterion = if (lme4::isLMM(m)) lme4::REMLcrit(m) else NA_real_,  # glmer.R too
     nobs = as.integer(stats::nobs(m)),
     ngrps = lme4::ngrps(m),
     vcov = V,
@@ -364,6 +364,32 @@
 .pylmer_lmer_write_script <- function(name, dir, stem, formula, REML = TRUE, control = NULL,
                                       weights = NULL) {
   data <- get(name, envir = .pylmer_store)
+  ctrl <- .pylmer_lmer_control_args(control)
+  ctrl_call <- paste(deparse(as.call(c(list(as.name("lmerControl")), ctrl))), collapse = " ")
+  w <- if (is.null(weights)) {
+    ""
+  } else if (is.character(weights)) {
+    sprintf(", weights = %s", deparse(as.name(weights), backtick = TRUE))
+  } else {
+    ", weights = w"
+  }
+  lines <- c(
+    .pylmer_script_data(data, dir, stem),
+    if (is.numeric(weights)) {
+      sprintf("w <- c(%s)", paste(sprintf("%.17g", weights), collapse = ", "))
+    },
+    sprintf("m <- lmer(%s, data = data, REML = %s, control = %s%s)", formula, REML, ctrl_call,
+            w),
+    "print(summary(m))"
+  )
+  path <- file.path(dir, paste0(stem, ".R"))
+  writeLines(lines, path)
+  path
+}
+
+# The first lines of a written script: write the data beside it as <stem>.csv and read
+# them back with the factors' level order (glmer.R's writer uses it too).
+.pylmer_script_data <- function(data, dir, stem) {
   out <- data
   for (v in names(out)) {
     if (is.double(out[[v]]) && !inherits(out[[v]], "POSIXct")) {
@@ -377,30 +403,12 @@
     sprintf("data[[%s]] <- factor(data[[%s]], levels = %s)", deparse(v), deparse(v),
             paste(deparse(levels(data[[v]])), collapse = " "))
   }, "")
-  ctrl <- .pylmer_lmer_control_args(control)
-  ctrl_call <- paste(deparse(as.call(c(list(as.name("lmerControl")), ctrl))), collapse = " ")
-  w <- if (is.null(weights)) {
-    ""
-  } else if (is.character(weights)) {
-    sprintf(", weights = %s", deparse(as.name(weights), backtick = TRUE))
-  } else {
-    ", weights = w"
-  }
-  lines <- c(
+  c(
     "# Written by pylmer: refits the model in plain R with lme4.",
     "# Run from this directory: Rscript <this file>",
     "library(lme4)",
     sprintf("data <- read.csv(%s, check.names = FALSE, stringsAsFactors = FALSE)",
             deparse(csv)),
-    unname(relevel),
-    if (is.numeric(weights)) {
-      sprintf("w <- c(%s)", paste(sprintf("%.17g", weights), collapse = ", "))
-    },
-    sprintf("m <- lmer(%s, data = data, REML = %s, control = %s%s)", formula, REML, ctrl_call,
-            w),
-    "print(summary(m))"
+    unname(relevel)
   )
-  path <- file.path(dir, paste0(stem, ".R"))
-  writeLines(lines, path)
-  path
 }

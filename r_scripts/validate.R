@@ -2,7 +2,7 @@
 # mixed model with lme4 in a fresh R process, with no pylmer code, and write every
 # quantity pylmer reports to a JSON file at full precision.
 #
-#   Rscript r_scripts/validate.R DATA FORMULA REML OUT.json
+#   Rscript r_scripts/validate.R DATA FORMULA REML OUT.json [FAMILY LINK]
 #
 # DATA     a CSV file (read as pandas.read_csv does: strings become factors whose levels
 #          are sorted in C-locale order, like pylmer's converter), or lme4:NAME for one
@@ -11,6 +11,8 @@
 # REML     TRUE or FALSE
 # OUT      the JSON file to write: meta (versions, seconds), fixef, vcov, ranef, ranef_sd,
 #          varcorr, sigma, loglik, theta, rows (1-based rows used), fitted, residuals
+# FAMILY   optional: fit a GLMM with glmer (binomial, poisson, Gamma, inverse.gaussian) or
+# LINK     glmer.nb (negative_binomial), with this link; REML is then ignored
 
 # Everything runs inside .validate_main(), called only when this file is the script Rscript
 # runs (sys.nframe() is 0 there): pylmer's R bridge may source r_scripts/*.R, and then this
@@ -40,8 +42,9 @@
 }
 
 .validate_main <- function(args) {
-  if (length(args) != 4L) {
-    stop("usage: Rscript validate.R DATA.csv|lme4:NAME FORMULA REML OUT.json", call. = FALSE)
+  if (!length(args) %in% c(4L, 6L)) {
+    stop("usage: Rscript validate.R DATA.csv|lme4:NAME FORMULA REML OUT.json [FAMILY LINK]",
+         call. = FALSE)
   }
   suppressPackageStartupMessages({
     library(lme4)
@@ -52,7 +55,13 @@
   if (is.na(reml)) stop("REML must be TRUE or FALSE, not '", args[[3L]], "'", call. = FALSE)
   data <- .validate_read(args[[1L]])
   started <- proc.time()[["elapsed"]]
-  m <- lmer(formula, data = data, REML = reml)
+  m <- if (length(args) == 4L) {
+    lmer(formula, data = data, REML = reml)
+  } else if (args[[5L]] == "negative_binomial") {
+    glmer.nb(formula, data = data)
+  } else {
+    glmer(formula, data = data, family = get(args[[5L]], mode = "function")(link = args[[6L]]))
+  }
   seconds <- proc.time()[["elapsed"]] - started
 
   re <- ranef(m, condVar = TRUE)

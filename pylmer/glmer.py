@@ -1,0 +1,556 @@
+"""``glmer()``: lme4's generalized linear mixed models from pandas, equal to plain R.
+
+Binary, proportion and count outcomes (binomial, Poisson, negative binomial), and
+positive continuous ones (Gamma, inverse Gaussian), with random effects.  As for
+:func:`pylmer.lmer`, the fit and the extraction of every result happen in one R call
+(``r_scripts/glmer.R``), the results live in a pure-pandas
+:class:`~pylmer.results.GlmerResults`, and the fitted ``glmerMod`` stays in R behind a
+handle for ``predict``, ``refit``, ``confint``, ``simulate`` and :func:`pylmer.anova`.
+:class:`GlmerModel` shares :class:`~pylmer.LmerModel`'s machinery (pickling with a
+checked refit on restore, new-data encoding, intervals).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from . import _r
+from ._data import GroupLevels, as_pandas, check_text_columns, model_frame
+from .errors import DataError, FormulaError
+from .lmer import LmerControl, LmerModel, _control, _matrix, _series, _strings
+from .results import GlmerResults, format_glmer_summary, glmer_html
+
+__all__ = ["FAMILIES", "GlmerModel", "glmer"]
+
+#: family -> (default link, links lme4 accepts); R's names (``Gamma`` is capitalised).
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "binomial": ("logit", ("logit", "probit", "cauchit", "log", "cloglog")),
+    "poisson": ("log", ("log", "identity", "sqrt")),
+    "Gamma": ("inverse", ("inverse", "identity", "log")),
+    "inverse.gaussian": ("1/mu^2", ("1/mu^2", "inverse", "identity", "log")),
+    "negative_binomial": ("log", ("log",)),  # glmer.nb: log link only
+}
+_ALIASES = {
+    "gamma": "Gamma",
+    "inverse_gaussian": "inverse.gaussian",
+    "negative.binomial": "negative_binomial",
+    "negbin": "negative_binomial",
+    "nb": "negative_binomial",
+}
+
+
+def _family(family: str, link: str | None) -> tuple[str, str]:
+    """Return R's family name and the link, or raise ValueError naming the bad one."""
+    if not isinstance(family, str):
+        raise ValueError(f"family must be a string such as 'binomial', not {family!r}")
+    name = family if family in FAMILIES else _ALIASES.get(family.strip().lower())
+    if name is None and family.strip().lower() in FAMILIES:
+        name = family.strip().lower()
+    if name is None:
+        hint = " (a Gaussian GLMM with identity link is pylmer.lmer)" if "gauss" in family else ""
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}{hint}")
+    default, links = FAMILIES[name]
+    if link is None:
+        return name, default
+    if link not in links:
+        raise ValueError(
+            f"link {link!r} is not available for the {name} family; available: "
+            f"{', '.join(map(repr, links))}"
+        )
+    return name, link
+
+
+@dataclass(frozen=True)
+class _GlmerSpec:
+    """What is needed to rebuild a fit: the glmer() arguments and later refits."""
+
+    formula: str
+    family: str
+    link: str
+    nagq: int
+    control: LmerControl | None
+    weights: str | np.ndarray | None
+    offset: str | np.ndarray | None
+    na_action: str
+    steps: tuple[tuple[Any, ...], ...] = ()
+    levels: GroupLevels | None = None
+
+
+def _values(name: str, value: Any, n: int) -> str | np.ndarray | None:
+    if value is None or isinstance(value, str):
+        return value
+    arr = np.asarray(value, dtype=float)
+    if arr.shape != (n,):
+        raise DataError(f"{name} has shape {arr.shape}; data has {n} rows")
+    return arr
+
+
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family: str = "binomial",
+    *,
+    link: str | None = None,
+    nagq: int = 1,
+    weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
+    offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
+    control: LmerControl | Mapping[str, Any] | None = None,
+    na_action: Literal["omit", "error"] = "omit",
+) -> GlmerModel:
+    """Fit a generalized linear mixed model with lme4's ``glmer`` (or ``glmer.nb``).
+
+    Parameters
+    ----------
+    formula : str
+        An lme4 formula, passed to R unchanged. Binomial responses may be 0/1 numbers, a
+        two-level factor (the first level is the failure), proportions with
+        ``weights`` = trials, or ``cbind(successes, failures)``.
+    data : pandas.DataFrame
+        The data (polars / pyarrow frames are converted); categorical and string
+        columns become R factors.
+    family : str
+        ``"binomial"``, ``"poisson"``, ``"Gamma"``, ``"inverse.gaussian"`` or
+        ``"negative_binomial"`` (``glmer.nb``: theta estimated, in ``nb_theta``).
+    link : str, optional
+        The link (default: the family's canonical one; see :data:`FAMILIES`).
+    nagq : int
+        Adaptive Gauss-Hermite quadrature points (1: Laplace approximation; > 1 needs a
+        single scalar random effect; 0: faster, less exact).
+    weights : str or array-like, optional
+        Prior weights (binomial: number of trials): a column name or one value per row.
+    offset : str or array-like, optional
+        An offset on the link scale: a column name, or one value per row (then
+        ``predict`` on new data needs ``offset(...)`` in the formula instead).
+    control : LmerControl or dict, optional
+        glmerControl options, e.g. ``{"optimizer": "bobyqa", "calc_derivs": False}``.
+    na_action : {"omit", "error"}
+        Drop incomplete rows (with a warning) or raise :class:`~pylmer.DataError`.
+
+    Returns
+    -------
+    GlmerModel
+        The fitted model.
+
+    Raises
+    ------
+    ValueError
+        An unknown family or a link the family does not have.
+    FormulaError
+        The formula does not parse, names a column not in ``data`` or has no random term.
+    DataError
+        A response the family cannot take, named: binomial values outside [0, 1] or more
+        than two classes, negative counts (Poisson, negative binomial), values <= 0
+        (Gamma, inverse Gaussian); no rows; missing values with ``na_action="error"``.
+    RError
+        Any other error of lme4 (e.g. ``nagq > 1`` with several random effects).
+    """
+    family, link = _family(family, link)
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    data = as_pandas(data)
+    if na_action not in ("omit", "error"):
+        raise ValueError(f"na_action must be 'omit' or 'error', not {na_action!r}")
+    if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 0 <= nagq <= 100:
+        raise ValueError(f"nagq must be an integer from 0 to 100, not {nagq!r}")
+    if len(data) == 0:
+        raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
+    weights = _values("weights", weights, len(data))
+    offset = _values("offset", offset, len(data))
+    parse = _r.call(".pylmer_formula_parse", formula, [str(c) for c in data.columns], stacklevel=2)
+    named = [v for v in (weights, offset) if isinstance(v, str)]
+    groups = _strings(parse["groups"])
+    frame = model_frame(data, [*_strings(parse["vars"]), *named])
+    check_text_columns(frame, _strings(parse["fixed"]), groups)
+    spec = _GlmerSpec(
+        formula,
+        family,
+        link,
+        int(nagq),
+        _control(control),
+        weights,
+        offset,
+        na_action,
+        levels=GroupLevels(groups),
+    )
+    return GlmerModel._fit(spec, frame)
+
+
+_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(GlmerResults)) - {
+    "formula",
+    "fixef",
+    "family",
+    "link",
+    "nagq",
+}
+
+
+class GlmerModel(LmerModel):
+    """A generalized linear mixed model fitted by lme4 (create it with :func:`glmer`).
+
+    All results are plain pandas / numpy / Python values, extracted once right after the
+    fit; the lme4 object stays in R for :meth:`predict`, :meth:`refit`, :meth:`confint`,
+    :meth:`simulate` and :func:`pylmer.anova`.  A pickled model keeps its results and its
+    data; after unpickling, those methods first refit it (and check that the refit
+    reproduces the stored log-likelihood).
+
+    Attributes
+    ----------
+    fixef : pandas.DataFrame
+        ``estimate``, ``std_error``, ``z_value``, ``p_value`` (Wald z tests, as lme4's
+        summary).
+    ranef, ranef_sd, coef, varcorr, sigma, theta, nb_theta, loglik, aic, bic, deviance,
+    npar, nobs, ngrps, vcov, fitted, residuals, is_singular, converged, messages
+        As in :class:`~pylmer.results.GlmerResults`.
+    family, link : str
+        The family (pylmer's name, e.g. ``"negative_binomial"``) and link.
+    nagq : int
+        Quadrature points (1: Laplace).
+    results : GlmerResults
+        The container of all of them.
+    data : pandas.DataFrame
+        The model's columns of the data it was fitted on.
+    """
+
+    results: GlmerResults
+    _spec: _GlmerSpec
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def _fit(cls, spec: _GlmerSpec, data: pd.DataFrame) -> GlmerModel:  # type: ignore[override]
+        ref = _r.bind(spec.levels.encode(data) if spec.levels is not None else data)
+        out, conditions = _r.call_with_conditions(
+            ".pylmer_glmer_fit",
+            ref,
+            spec.formula,
+            family=spec.family,
+            link=spec.link,
+            nAGQ=spec.nagq,
+            control=None if spec.control is None else spec.control.to_r(),
+            weights=spec.weights,
+            offset=spec.offset,
+            na_action=spec.na_action,
+            stacklevel=3,
+        )
+        model = cls._from_r(out, spec, data, conditions)
+        dropped = len(data) - model.results.nobs
+        if dropped:
+            counts = _series(out.get("na_counts"))
+            where = ", ".join(f"{k!r}: {int(v)}" for k, v in counts.items())
+            warnings.warn(
+                f"lme4 dropped {dropped} of {len(data)} rows with missing values in the "
+                f"model's columns (missing per column: {where}); fitted/residuals are NaN "
+                "there; pass na_action='error' to raise instead",
+                UserWarning,
+                stacklevel=3,
+            )
+        return model
+
+    @classmethod
+    def _from_r(  # type: ignore[override]
+        cls,
+        out: dict[str, Any],
+        spec: _GlmerSpec,
+        data: pd.DataFrame,
+        conditions: Sequence[str] = (),
+    ) -> GlmerModel:
+        rows = np.atleast_1d(np.asarray(out["rows"], dtype=np.int64)) - 1
+
+        def aligned(values: Any) -> pd.Series:
+            full = np.full(len(data), np.nan)
+            full[rows] = np.atleast_1d(values)
+            return pd.Series(full, index=data.index)
+
+        levels = spec.levels if spec.levels is not None else GroupLevels()
+
+        def by_value(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+            for group, table in tables.items():
+                table.index = levels.decode_index(group, table.index)
+            return dict(tables)
+
+        fixef = out["fixef"]
+        fixef.index = pd.Index([str(i) for i in fixef.index], dtype=object)
+        nb_theta = out["nb_theta"]
+        results = GlmerResults(
+            formula=spec.formula,
+            family=str(out["family"]),
+            link=str(out["link"]),
+            nagq=int(out["nagq"]),
+            fixef=fixef,
+            ranef=by_value(out["ranef"]),
+            ranef_sd=by_value(out["ranef_sd"]),
+            coef=by_value(out["coef"]),
+            varcorr=out["varcorr"],
+            sigma=float(out["sigma"]),
+            theta=_series(out["theta"]),
+            nb_theta=float("nan") if nb_theta is None else float(nb_theta),
+            loglik=float(out["loglik"]),
+            npar=int(out["df"]),
+            aic=float(out["aic"]),
+            bic=float(out["bic"]),
+            deviance=float(out["deviance"]),
+            nobs=int(out["nobs"]),
+            ngrps=_series(out["ngrps"]).astype(np.int64),
+            vcov=_matrix(out["vcov"], fixef.index),
+            fitted=aligned(out["fitted"]),
+            residuals=aligned(out["residuals"]),
+            scaled_residuals=np.atleast_1d(np.asarray(out["scaled_residuals"], dtype=float)),
+            is_singular=bool(out["is_singular"]),
+            converged=bool(out["converged"]),
+            messages=tuple(dict.fromkeys([*_strings(out["messages"]), *map(str, conditions)])),
+            optimizer=str(out["optimizer"]),
+            has_scale=bool(out["has_scale"]),
+        )
+        model = cls(results, spec, data, out["model"])  # type: ignore[arg-type]
+        fixed = out["fixed_levels"]
+        model._fixed_levels = (
+            {k: _strings(v) for k, v in fixed.items()} if isinstance(fixed, dict) else {}
+        )
+        return model
+
+    def _step(self, step: tuple[Any, ...]) -> GlmerModel:
+        """Apply a refit step (``("refit", newresp)``)."""
+        out, conditions = _r.call_with_conditions(
+            ".pylmer_glmer_refit", self._mermod(), step[1], stacklevel=3
+        )
+        spec = dataclasses.replace(self._spec, steps=(*self._spec.steps, step))
+        return GlmerModel._from_r(out, spec, self.data, conditions)
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def family(self) -> str:
+        """The family: ``"binomial"``, ``"poisson"``, ``"Gamma"``, ``"inverse.gaussian"``
+        or ``"negative_binomial"``."""
+        return self._spec.family
+
+    @property
+    def link(self) -> str:
+        """The link function."""
+        return self._spec.link
+
+    @property
+    def nagq(self) -> int:
+        """Quadrature points per axis (1: Laplace approximation)."""
+        return self.results.nagq
+
+    @property
+    def reml(self) -> bool:
+        """False: GLMMs are fitted by maximum likelihood."""
+        return False
+
+    @property
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects: ``estimate``, ``std_error``, ``z_value``, ``p_value`` (Wald)."""
+        return self.results.fixef.copy()
+
+    @property
+    def fixef_wald(self) -> pd.DataFrame:
+        """The same as :attr:`fixef` (GLMM tests are Wald tests)."""
+        return self.fixef
+
+    def satterthwaite(self) -> None:
+        """None: Satterthwaite's df are for linear mixed models (see :attr:`fixef`)."""
+        return None
+
+    def refit_ml(self) -> GlmerModel:
+        """Return the model itself: a GLMM is already a maximum-likelihood fit."""
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "results":
+            raise AttributeError(name)
+        if name in _RESULT_FIELDS:
+            return getattr(self.results, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted({*object.__dir__(self), *_RESULT_FIELDS})
+
+    # ------------------------------------------------------------------ display
+
+    def summary(self) -> str:
+        """Return the summary text, laid out like R's ``summary(glmerMod)``."""
+        return format_glmer_summary(self.results)
+
+    def __repr__(self) -> str:
+        return (
+            f"<GlmerModel {self.formula!r} ({self.family}, {self.link} link, "
+            f"{self.results.nobs} obs)>"
+        )
+
+    def _repr_html_(self) -> str:
+        return glmer_html(self.results)
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(  # type: ignore[override]
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        type: Literal["response", "link"] = "response",
+        include_random: bool = True,
+        allow_new_levels: bool = True,
+    ) -> pd.Series:
+        """Predict with lme4's ``predict`` on the response or the link scale.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            New data; default: the fitted data (NaN on rows lme4 dropped).
+        type : {"response", "link"}
+            Means (probabilities, expected counts) or the linear predictor.
+        include_random : bool
+            Add the conditional modes of the random effects (``re.form = NULL``); else
+            the fixed part only (``re.form = NA``).
+        allow_new_levels : bool
+            Predict unseen levels of grouping factors with zero random effects; if False,
+            they raise :class:`~pylmer.DataError`.
+
+        Returns
+        -------
+        pandas.Series
+            Aligned with ``newdata``'s index.
+
+        Raises
+        ------
+        DataError
+            An unseen level of a fixed-effect factor or (with ``allow_new_levels=False``)
+            of a grouping factor, a missing column, or new data for a model fitted with an
+            offset given as values.
+        """
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'response' or 'link', not {type!r}")
+        if newdata is None:
+            if include_random and type == "response":
+                return self.results.fitted.rename(None)
+            values = _r.call(
+                ".pylmer_glmer_predict",
+                self._mermod(),
+                None,
+                include_random=include_random,
+                type=type,
+                stacklevel=2,
+            )
+            full = self.results.fitted.copy()
+            full[full.notna()] = np.atleast_1d(values)
+            return full.rename(None)
+        newdata = as_pandas(newdata, "newdata")
+        self._check_fixed_levels(newdata)
+        values = _r.call(
+            ".pylmer_glmer_predict",
+            self._mermod(),
+            _r.bind(self._encode(newdata)),
+            include_random=include_random,
+            allow_new_levels=allow_new_levels,
+            type=type,
+            stacklevel=2,
+        )
+        return pd.Series(np.atleast_1d(np.asarray(values, dtype=float)), index=newdata.index)
+
+    def _encode(self, newdata: pd.DataFrame) -> pd.DataFrame:
+        """The columns of ``newdata`` the model uses, group values as the fit's labels."""
+        levels = self._spec.levels
+        if levels is None:
+            return newdata
+        fresh = GroupLevels(levels.columns)  # new values must not extend the model's map
+        return fresh.encode(model_frame(newdata, self.data.columns, "newdata"))
+
+    # ------------------------------------------------------------------ refits, simulation
+
+    def refit(self, newresp: Any) -> GlmerModel:  # type: ignore[override]
+        """Refit the same model to a new response (lme4's ``refit``).
+
+        Parameters
+        ----------
+        newresp : array-like, pandas.Series or pandas.DataFrame
+            One value per used observation (``nobs``) or per row of the fitted data (a
+            Series is aligned on the data's index): 0/1, proportions or counts as the
+            original response; for a ``cbind(successes, failures)`` response, an array
+            of shape ``(n, 2)`` or a two-column DataFrame.
+
+        Returns
+        -------
+        GlmerModel
+            A new fitted model (its ``data`` still holds the original response).
+        """
+        used = self.results.fitted.notna().to_numpy()
+        if isinstance(newresp, pd.Series) and len(newresp) == len(self.data):
+            newresp = newresp.reindex(self.data.index)
+        values = np.asarray(newresp, dtype=float)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if len(values) == len(self.data) and len(self.data) != self.results.nobs:
+            values = values[used]
+        if values.ndim not in (1, 2) or len(values) != self.results.nobs:
+            raise DataError(
+                f"newresp has {len(values)} values; the model has {self.results.nobs} "
+                f"observations ({len(self.data)} rows in its data)"
+            )
+        arg = pd.DataFrame(values) if values.ndim == 2 else values
+        return self._step(("refit", arg))
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_<nsim>``, indexed by the used rows of the data:
+            counts of successes for a ``cbind`` response, 0/1 for a factor response
+            (1 = not the first level), otherwise values on the response's own scale.
+        """
+        sims = _r.call(
+            ".pylmer_glmer_simulate",
+            self._mermod(),
+            nsim=int(nsim),
+            seed=None if seed is None else int(seed),
+            stacklevel=2,
+        )
+        sims.index = self.results.fitted.index[self.results.fitted.notna().to_numpy()]
+        return sims
+
+    # ------------------------------------------------------------------ R script
+
+    def to_r_script(self, path: str | os.PathLike[str]) -> Path:
+        """Write the data (CSV, full precision) and an R script that refits this model.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The script's path (``.R``); the data go beside it with the suffix ``.csv``.
+
+        Returns
+        -------
+        pathlib.Path
+            The script's path. Run it with ``Rscript <path>`` from its directory.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spec = self._spec
+        if spec.steps:
+            raise NotImplementedError("to_r_script() supports models fitted by glmer() only")
+        written = _r.call(
+            ".pylmer_glmer_write_script",
+            _r.bind(self._encode(self.data)),
+            str(path.parent),
+            path.stem,
+            spec.formula,
+            family=spec.family,
+            link=spec.link,
+            nAGQ=spec.nagq,
+            control=None if spec.control is None else spec.control.to_r(),
+            weights=spec.weights,
+            offset=spec.offset,
+            stacklevel=2,
+        )
+        return Path(written)
