@@ -7,6 +7,7 @@ from .errors import (
     DataError,
     DataWarning,
     FormulaError,
+    InvalidArgumentError,
     LmerConvergenceWarning,
     NotFittedError,
     PylmerError,
@@ -17,6 +18,7 @@ from .errors import (
     SingularFitWarning,
 )
 from .glmer import GlmerModel, glmer
+from .inference import emmeans
 from .lmer import LmerControl, LmerModel, anova, lmer
 from .mixedml import MixedMLRegressor
 from .sklearn import GlmerClassifier, GlmerRegressor, LmerRegressor
@@ -52,6 +54,7 @@ __all__ = [
     "GlmerClassifier",
     "GlmerModel",
     "GlmerRegressor",
+    "InvalidArgumentError",
     "LmerControl",
     "LmerConvergenceWarning",
     "LmerModel",
@@ -67,6 +70,7 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
+    "emmeans",
     "glmer",
     "lmer",
     "versions",

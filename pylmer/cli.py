@@ -158,12 +158,11 @@ def _cmd_fit(args: argparse.Namespace, say: _Reporter) -> int:
     model = _fit(args, data, say)
     if args.family is not None:  # a GLMM's fixef holds its Wald z tests
         fixef = model.fixef
-    elif not args.no_pvalues:
-        say("Satterthwaite degrees of freedom (lmerTest)")
-        fixef = model.fixef
+        print(model.summary(), end="")
     else:
-        fixef = model.fixef_wald
-    print(model.summary(), end="")
+        # the Satterthwaite df come with the fit: the printed table and fixef.csv agree
+        fixef = model.fixef_wald if args.no_pvalues else model.fixef
+        print(model.summary(pvalues=not args.no_pvalues), end="")
     out = Path(args.out)
     written = [
         _write_csv(fixef.rename_axis("term"), out / "fixef.csv", index=True),
@@ -661,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-pvalues",
         action="store_true",
-        help="skip lmerTest's Satterthwaite df and p-values (faster on big data)",
+        help="leave the Satterthwaite df and p-values out of the table and fixef.csv",
     )
     p.set_defaults(func=_cmd_fit)
 

@@ -16,6 +16,7 @@ __all__ = [
     "DataError",
     "DataWarning",
     "FormulaError",
+    "InvalidArgumentError",
     "LmerConvergenceWarning",
     "NotFittedError",
     "PylmerError",
@@ -50,6 +51,15 @@ class FormulaError(PylmerError, ValueError):
 
 class DataError(PylmerError, ValueError):
     """The data cannot be used as given (types, missing values, levels, shapes)."""
+
+
+class InvalidArgumentError(PylmerError, ValueError):
+    """An argument or option has a wrong type or value, or is unknown; ``argument`` names
+    it (e.g. ``"reml"``, ``"control.opt_ctrl.maxfun"``)."""
+
+    def __init__(self, message: str, *, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 class NotFittedError(PylmerError, _SklearnNotFittedError):

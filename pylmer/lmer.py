@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import _r
-from .errors import DataError, FormulaError, RError, RWarning
+from .errors import DataError, FormulaError, InvalidArgumentError, RError
 from .results import LmerResults, format_summary, to_html
 
 __all__ = ["LmerControl", "LmerModel", "anova", "lmer"]
@@ -186,7 +186,6 @@ class LmerModel:
         self._spec = spec
         self._handle = handle
         self._fixed_levels: dict[str, list[str]] = {}
-        self._satterthwaite: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -259,6 +258,7 @@ class LmerModel:
             converged=bool(out["converged"]),
             messages=tuple(dict.fromkeys([*_strings(out["messages"]), *map(str, conditions)])),
             optimizer=str(out["optimizer"]),
+            satterthwaite=_satterthwaite_table(out.get("satterthwaite"), fixef.index),
         )
         model = cls(results, spec, data, out["model"])
         levels = out["fixed_levels"]
@@ -315,38 +315,26 @@ class LmerModel:
 
     @property
     def fixef_wald(self) -> pd.DataFrame:
-        """Fixed effects with ``estimate``, ``std_error`` and ``t_value`` (no R call)."""
+        """Fixed effects with ``estimate``, ``std_error`` and ``t_value`` only."""
         return self.results.fixef.copy()
 
     @property
     def fixef(self) -> pd.DataFrame:
-        """Fixed effects; with lmerTest also Satterthwaite ``df`` and ``p_value``.
+        """Fixed effects: ``estimate``, ``std_error``, ``t_value``, Satterthwaite ``df``
+        and ``p_value``.
 
-        The Satterthwaite columns are computed on first access (costly on large data)
-        and cached; use :attr:`fixef_wald` to skip them.
+        The Satterthwaite columns are computed with the fit by pylmer's own code from
+        lme4's deviance function (equal to lmerTest's to about 1e-6), so this table,
+        :meth:`summary` and the CLI always agree.  They are absent only when the
+        computation failed (the reason is in ``messages``).
         """
-        sat = self.satterthwaite()
+        sat = self.results.satterthwaite
         return self.fixef_wald if sat is None else self.results.fixef.join(sat)
 
     def satterthwaite(self) -> pd.DataFrame | None:
-        """Return lmerTest's Satterthwaite ``df`` and ``p_value`` by term (cached).
-
-        Returns None when the R package lmerTest is not installed, or (with a warning)
-        when lmerTest fails on this model.
-        """
-        if self._satterthwaite is None:
-            try:
-                sat = _r.call(".pylmer_lmer_satterthwaite", self._mermod(), stacklevel=3)
-            except RError as exc:
-                warnings.warn(
-                    f"Satterthwaite df unavailable: {exc.r_message}", RWarning, stacklevel=3
-                )
-                return None
-            if sat is None:
-                return None
-            sat.index = self.results.fixef.index
-            self._satterthwaite = sat
-        return self._satterthwaite
+        """Return the Satterthwaite ``df`` and ``p_value`` by term (None if unavailable)."""
+        sat = self.results.satterthwaite
+        return None if sat is None else sat.copy()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "results":
@@ -360,13 +348,17 @@ class LmerModel:
 
     # ------------------------------------------------------------------ display
 
-    def summary(self) -> str:
-        """Return the summary text, laid out like R's ``summary(merMod)``.
+    def summary(self, *, pvalues: bool = True) -> str:
+        """Return the summary text, laid out like lmerTest's ``summary(merMod)``.
 
-        The Satterthwaite columns appear once they have been computed (access
-        :attr:`fixef` first to include them).
+        Parameters
+        ----------
+        pvalues : bool
+            Show the Satterthwaite ``df`` and ``Pr(>|t|)`` columns (default), or lme4's
+            table without them.
         """
-        return format_summary(self.results, self._satterthwaite)
+        _check_bool("pvalues", pvalues)
+        return format_summary(self.results, None if pvalues else False)
 
     def __str__(self) -> str:
         return self.summary()
@@ -376,7 +368,7 @@ class LmerModel:
         return f"<LmerModel {self.formula!r} ({kind}, {self.results.nobs} obs)>"
 
     def _repr_html_(self) -> str:
-        return to_html(self.results, self._satterthwaite)
+        return to_html(self.results)
 
     # ------------------------------------------------------------------ prediction
 
@@ -582,7 +574,23 @@ class LmerModel:
 
 _RESULT_FIELDS = frozenset(
     f.name for f in dataclasses.fields(LmerResults) if f.name not in ("formula", "reml")
-) - {"fixef"}
+) - {"fixef", "satterthwaite"}
+
+
+def _satterthwaite_table(value: Any, index: pd.Index) -> pd.DataFrame | None:
+    """The fit's Satterthwaite table (``df``, ``p_value``) indexed like ``fixef``."""
+    if not isinstance(value, pd.DataFrame) or len(value) != len(index):
+        return None
+    table = value[["df", "p_value"]].astype(float)
+    table.index = index
+    return table
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (numpy bools too), else raise naming ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InvalidArgumentError(f"{name} must be True or False, not {value!r}", argument=name)
 
 
 def _series(value: Any) -> pd.Series:

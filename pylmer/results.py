@@ -11,6 +11,7 @@ import html
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,10 @@ class LmerResults:
         warnings.
     optimizer : str
         The optimizer lme4 used.
+    satterthwaite : pandas.DataFrame or None
+        Satterthwaite ``df`` and ``p_value`` by fixed-effect term, computed with the fit
+        (``r_scripts/satterthwaite.R``, equal to lmerTest's); None when unavailable.
+        ``summary()`` shows them whenever present.
     """
 
     formula: str
@@ -90,6 +95,7 @@ class LmerResults:
     converged: bool
     messages: tuple[str, ...]
     optimizer: str
+    satterthwaite: pd.DataFrame | None = None
 
     def summary(self, satterthwaite: pd.DataFrame | None = None) -> str:
         """Return the summary text (see :func:`format_summary`)."""
@@ -276,16 +282,19 @@ def _abbreviate(name: str, width: int = 6) -> str:
     return "".join(chars[:width]) if len(chars) > width else "".join(chars)
 
 
-def format_summary(res: LmerResults, satterthwaite: pd.DataFrame | None = None) -> str:
+def format_summary(
+    res: LmerResults, satterthwaite: pd.DataFrame | Literal[False] | None = None
+) -> str:
     """Return a summary laid out like R's ``summary(merMod)``.
 
     Parameters
     ----------
     res : LmerResults
         The fit.
-    satterthwaite : pandas.DataFrame, optional
-        Columns ``df`` and ``p_value`` by term; when given, the fixed-effects table adds
-        them as lmerTest's summary does.
+    satterthwaite : pandas.DataFrame or False, optional
+        Columns ``df`` and ``p_value`` by term; when given (default: ``res.satterthwaite``),
+        the fixed-effects table adds them as lmerTest's summary does; False leaves them
+        out.
 
     Returns
     -------
@@ -293,6 +302,10 @@ def format_summary(res: LmerResults, satterthwaite: pd.DataFrame | None = None) 
         Header, REML criterion or information criteria, scaled residuals, random
         effects, fixed effects and (with at most 12 terms) their correlation.
     """
+    if satterthwaite is None:
+        satterthwaite = getattr(res, "satterthwaite", None)
+    elif satterthwaite is False:
+        satterthwaite = None
     lines = _header(res, satterthwaite is not None)
     lines += _residuals(res)
     lines += _random_effects(res)
@@ -329,6 +342,8 @@ def to_html(res: LmerResults, satterthwaite: pd.DataFrame | None = None) -> str:
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in stats.items()
     )
+    if satterthwaite is None:
+        satterthwaite = getattr(res, "satterthwaite", None)
     fixed = res.fixef if satterthwaite is None else res.fixef.join(satterthwaite)
     warn = "".join(f"<p><b>Note:</b> {html.escape(m)}</p>" for m in res.messages)
     return (

@@ -161,7 +161,8 @@
   vars <- intersect(c(all.vars(f), if (is.character(weights)) weights), names(data))
   model <- tryCatch(eval(call, env), error = function(e) .pylmer_lmer_explain(e, f, data, vars))
   n_na <- vapply(vars, function(v) sum(is.na(data[[v]])), 0L)
-  c(list(model = model, na_counts = n_na[n_na > 0L]), .pylmer_lmer_extract(model))
+  c(list(model = model, na_counts = n_na[n_na > 0L]), .pylmer_lmer_extract(model),
+    list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
 }
 
 # Every accessor of a fitted model, as plain vectors and data frames.
@@ -249,13 +250,14 @@
 # ------------------------------------------------------------------ Satterthwaite
 
 .pylmer_lmer_satterthwaite <- function(m) {
-  if (!requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
-  # evaluated with the fit's environment as parent frame, where lmerTest looks up `data`
-  mt <- eval(quote(lmerTest::as_lmerModLmerTest(model)), list(model = m),
-             enclos = environment(stats::formula(m)))
-  tab <- summary(mt)$coefficients
-  data.frame(df = unname(tab[, "df"]), p_value = unname(tab[, "Pr(>|t|)"]),
-             row.names = rownames(tab))
+  # pylmer's own computation (satterthwaite.R); lmerTest's eigenvalue notes as warnings
+  res <- tryCatch(.pylmer_lmer_satterthwaite_table(m), error = function(e) e)
+  if (inherits(res, "error")) {
+    warning("Satterthwaite df unavailable: ", conditionMessage(res), call. = FALSE)
+    return(NULL)
+  }
+  for (note in res$notes) warning(note, call. = FALSE)
+  res$table
 }
 
 # ------------------------------------------------------------------ predict
@@ -329,12 +331,14 @@
                  stats::nobs(m), " observations")
   }
   model <- lme4::refit(m, newresp = as.numeric(newresp))
-  c(list(model = model), .pylmer_lmer_extract(model))
+  c(list(model = model), .pylmer_lmer_extract(model),
+    list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
 }
 
 .pylmer_lmer_refit_ml <- function(m) {
   model <- lme4::refitML(m)
-  c(list(model = model), .pylmer_lmer_extract(model))
+  c(list(model = model), .pylmer_lmer_extract(model),
+    list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
 }
 
 .pylmer_lmer_confint <- function(m, method = "Wald", level = 0.95, nsim = 500L, seed = NULL) {
