@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .results import LmerResults
+from .results import GlmerResults, LmerResults
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -51,12 +51,13 @@ def _pyplot() -> Any:
 
 
 def _results(model: Any) -> LmerResults:
-    """The :class:`LmerResults` of an LmerModel, LmerResults or fitted MixedMLRegressor."""
-    if isinstance(model, LmerResults):
-        return model
+    """The results of an LmerModel / GlmerModel, their results, or a fitted MixedMLRegressor
+    (a GlmerResults serves where the fields agree: ranef, ranef_sd, fitted, residuals)."""
+    if isinstance(model, LmerResults | GlmerResults):
+        return model  # type: ignore[return-value]
     results = getattr(model, "results", None)
-    if isinstance(results, LmerResults):
-        return results
+    if isinstance(results, LmerResults | GlmerResults):
+        return results  # type: ignore[return-value]
     if hasattr(model, "history_") and hasattr(model, "lmer_"):  # a fitted MixedMLRegressor
         if isinstance(model.lmer_, list):
             raise ValueError(

@@ -30,6 +30,11 @@ CASES = {
         ["convergence", "trajectories", "ranef"],
         ["KEY random_forest MixedML oof: test MSE", "KEY hist_gradient_boosting alone"],
     ),
+    "cbpp.py": (
+        ["--quick"],
+        ["fit", "herds", "odds"],
+        ["KEY Laplace: logLik", "KEY LRT period", "KEY odds ratios", "KEY (1 | obs)"],
+    ),
     "insteval.py": (
         ["--quick"],
         ["test_residuals", "ranef_vs_r", "dept_caterpillar"],

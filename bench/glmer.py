@@ -1,0 +1,107 @@
+"""Benchmark: pylmer.glmer vs plain R (lme4) vs mixedlm on VerbAgg (binomial, crossed).
+
+The model: ``r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)`` (7584
+responses, 316 subjects x 24 items), Laplace approximation.  Every side does the whole
+job: fit, fixed effects with Wald z tests, random effects with conditional SDs, coef,
+variance components, log-likelihood, and predicted probabilities for the data.
+
+* native R: ``Rscript bench/glmer_native.R`` times itself (from ``data(VerbAgg)`` to the
+  last extraction; R's start-up and ``library(lme4)`` are excluded);
+* pylmer: R is started before timing; the timed part is ``glmer()`` (conversion of the
+  DataFrame, fit, extraction, conversion back), reading the accessors and ``predict``;
+* mixedlm (Rust/Python, lme4's algorithms re-implemented): ``mixedlm.glmer`` and the same
+  accessors (its log-likelihood is printed beside lme4's).
+
+Runs alternate (R, pylmer, mixedlm, ...); medians of wall-clock and CPU time (user +
+system of the process) are reported; the same R and BLAS serve plain R and pylmer::
+
+    .venv/bin/python bench/glmer.py --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import pylmer
+from pylmer import datasets
+
+HERE = Path(__file__).resolve().parent
+FORMULA = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"
+
+
+def native() -> tuple[float, float, float]:
+    """Run the plain-R script once; return its (wall, CPU) seconds and log-likelihood."""
+    out = subprocess.run(
+        ["Rscript", str(HERE / "glmer_native.R")], capture_output=True, text=True, check=True
+    )
+    wall, cpu, loglik = out.stdout.split()[-3:]
+    return float(wall), float(cpu), float(loglik)
+
+
+def ours(data) -> tuple[float, float, float]:
+    """Fit VerbAgg with pylmer and do the whole job; return (wall, CPU) seconds, logLik."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    m = pylmer.glmer(FORMULA, data, "binomial")
+    for name in ("fixef", "ranef", "ranef_sd", "coef", "varcorr", "loglik"):
+        getattr(m, name)
+    m.predict(data)
+    return time.perf_counter() - wall, time.process_time() - cpu, m.loglik
+
+
+def mixedlm_run(data) -> tuple[float, float, float] | None:
+    """The same job with mixedlm (None when it is not installed)."""
+    try:
+        import mixedlm
+        from mixedlm.families import Binomial
+    except ImportError:
+        return None
+    frame = data.assign(r2=(data["r2"] == "Y").astype(float))
+    for col in ("Gender", "btype", "situ", "id", "item"):
+        frame[col] = frame[col].astype(str)
+    wall, cpu = time.perf_counter(), time.process_time()
+    r = mixedlm.glmer(FORMULA, frame, family=Binomial())
+    r.fixef()
+    r.vcov()
+    r.ranef(condVar=True)
+    r.coef()
+    r.VarCorr()
+    r.predict(frame, type="response")
+    loglik = float(str(r.logLik()).split()[2])
+    return time.perf_counter() - wall, time.process_time() - cpu, loglik
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side (median)")
+    args = parser.parse_args(argv)
+    versions = pylmer.versions()  # starts R outside the timings
+    data = datasets.load("VerbAgg")
+    runs: dict[str, list[tuple[float, float, float]]] = {"native R": [], "pylmer": []}
+    for _ in range(args.repeat):
+        runs["native R"].append(native())
+        runs["pylmer"].append(ours(data))
+        other = mixedlm_run(data)
+        if other is not None:
+            runs.setdefault("mixedlm", []).append(other)
+    print(f"VerbAgg: {FORMULA} (binomial, Laplace), {len(data)} rows")
+    print(f"R {versions['R']}, lme4 {versions['lme4']}, BLAS {versions.get('blas', '?')}")
+    print(f"runs per side: {args.repeat} (median); CPU = user + system time of the process")
+    base = runs["native R"]
+    print(f"{'':9} {'wall (s)':>9} {'CPU (s)':>8} {'wall ratio':>10} {'CPU ratio':>9}  logLik")
+    for label, values in runs.items():
+        wall = statistics.median(v[0] for v in values)
+        cpu = statistics.median(v[1] for v in values)
+        r_wall = statistics.median(v[0] for v in base)
+        r_cpu = statistics.median(v[1] for v in base)
+        print(
+            f"{label:9} {wall:9.2f} {cpu:8.2f} {wall / r_wall:10.3f} {cpu / r_cpu:9.3f}  "
+            f"{values[-1][2]:.6f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
