@@ -19,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _r
+from . import _r, inference
 from .errors import DataError, FormulaError, InvalidArgumentError, RError
+from .inference import normalize_contrasts, predict_interval
 from .results import LmerResults, format_summary, to_html
 
 __all__ = ["LmerControl", "LmerModel", "anova", "lmer"]
@@ -91,6 +92,8 @@ class _Spec:
     control: LmerControl | None
     weights: str | np.ndarray | None
     na_action: str
+    #: contrast codings ((column, coding), ...) of lmer(contrasts=...)
+    contrasts: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[Any, ...], ...] = ()
 
 
@@ -102,6 +105,7 @@ def lmer(
     control: LmerControl | Mapping[str, Any] | None = None,
     weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
     na_action: Literal["omit", "error"] = "omit",
+    contrasts: Mapping[str, str] | None = None,
 ) -> LmerModel:
     """Fit a linear mixed model with lme4's ``lmer``.
 
@@ -122,6 +126,11 @@ def lmer(
     na_action : {"omit", "error"}
         Drop rows with missing values in the model's columns (with a warning saying how
         many), or raise :class:`~pylmer.DataError`.
+    contrasts : dict, optional
+        Coding of factor columns of the fixed part, e.g. ``{"cond": "sum"}``:
+        ``"treatment"`` (R's default), ``"sum"``, ``"helmert"`` or ``"poly"`` (R's
+        ``contr.*``).  Recorded on the model (:attr:`LmerModel.contrasts`) and used by
+        ``predict``, ``to_r_script`` and :func:`pylmer.emmeans`.
 
     Returns
     -------
@@ -153,6 +162,7 @@ def lmer(
         if weights.shape != (len(data),):
             raise DataError(f"weights has shape {weights.shape}; data has {len(data)} rows")
     spec = _Spec(formula, bool(reml), _control(control), weights, na_action)
+    spec = dataclasses.replace(spec, contrasts=normalize_contrasts(contrasts))
     return LmerModel._fit(spec, data)
 
 
@@ -200,6 +210,7 @@ class LmerModel:
             control=None if spec.control is None else spec.control.to_r(),
             weights=spec.weights,
             na_action=spec.na_action,
+            contrasts=dict(spec.contrasts) or None,
             stacklevel=3,
         )
         model = cls._from_r(out, spec, data, conditions)
@@ -378,7 +389,9 @@ class LmerModel:
         *,
         include_random: bool = True,
         allow_new_levels: bool = True,
-    ) -> pd.Series:
+        interval: Literal["confidence", "prediction"] | None = None,
+        level: float = 0.95,
+    ) -> pd.Series | pd.DataFrame:
         """Predict with lme4's ``predict`` (``re.form = NULL`` or ``NA``).
 
         Parameters
@@ -391,11 +404,17 @@ class LmerModel:
         allow_new_levels : bool
             Predict unseen levels of grouping factors from the fixed part (their random
             effects are zero); if False, unseen levels raise :class:`~pylmer.DataError`.
+        interval : {"confidence", "prediction"}, optional
+            Also return standard errors and intervals (a DataFrame); the approximation
+            is described in :func:`pylmer.inference.predict_interval`.
+        level : float
+            Coverage of the intervals.
 
         Returns
         -------
         pandas.Series
-            Aligned with ``newdata``'s index.
+            Aligned with ``newdata``'s index; with ``interval``, a DataFrame with
+            ``estimate``, ``std_error``, ``lower``, ``upper``.
 
         Raises
         ------
@@ -406,6 +425,15 @@ class LmerModel:
             numeric column of the model holds text.  An empty ``newdata`` gives an empty
             Series.
         """
+        if interval is not None:
+            return predict_interval(
+                self,
+                newdata,
+                interval=interval,
+                level=level,
+                include_random=include_random,
+                allow_new_levels=allow_new_levels,
+            )
         if newdata is None:
             if include_random:
                 return self.results.fitted.rename(None)
@@ -567,9 +595,68 @@ class LmerModel:
             REML=spec.reml,
             control=None if spec.control is None else spec.control.to_r(),
             weights=spec.weights,
+            contrasts=dict(spec.contrasts) or None,
             stacklevel=2,
         )
         return Path(written)
+
+    # ---- inference (pylmer/inference.py)
+
+    @property
+    def contrasts(self) -> dict[str, str]:
+        """The contrast codings given to :func:`lmer` (column -> coding name)."""
+        return dict(self._spec.contrasts)
+
+    def anova(
+        self,
+        type: Literal[1, 2, 3] = 3,
+        ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite",
+    ) -> pd.DataFrame:
+        """F tests of the fixed-effect terms (lmerTest); see :func:`pylmer.inference.anova`."""
+        return inference.anova(self, type=type, ddf=ddf)
+
+    def ranova(self, *, reduce_terms: bool = True) -> pd.DataFrame:
+        """LRT of each random-effect term (lmerTest); see :func:`pylmer.inference.ranova`."""
+        return inference.ranova(self, reduce_terms=reduce_terms)
+
+    def drop1(
+        self, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
+    ) -> pd.DataFrame:
+        """F test of dropping each marginal term; see :func:`pylmer.inference.drop1`."""
+        return inference.drop1(self, ddf=ddf)
+
+    def fixef_table(
+        self, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
+    ) -> pd.DataFrame:
+        """Coefficients with Satterthwaite or Kenward-Roger df; see
+        :func:`pylmer.inference.fixef_table`."""
+        return inference.fixef_table(self, ddf=ddf)
+
+    def emmeans(self, specs: str | Sequence[str], **kwargs: Any) -> inference.EmmeansResult:
+        """Estimated marginal means and contrasts; see :func:`pylmer.inference.emmeans`."""
+        return inference.emmeans(self, specs, **kwargs)
+
+    def r2(self) -> pd.Series:
+        """Nakagawa's marginal and conditional R²; see :func:`pylmer.inference.r2`."""
+        return inference.r2(self)
+
+    def icc(self, *, by_group: bool = False) -> pd.Series | pd.DataFrame:
+        """Intra-class correlation; see :func:`pylmer.inference.icc`."""
+        return inference.icc(self, by_group=by_group)
+
+    def allfit(self) -> pd.DataFrame:
+        """Refit with every optimizer (lme4's allFit); see :func:`pylmer.inference.allfit`."""
+        return inference.allfit(self)
+
+    def tidy(
+        self,
+        effects: str | Sequence[str] = ("fixed", "ran_pars"),
+        *,
+        conf_int: bool = False,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """Estimates in broom.mixed's layout; see :func:`pylmer.inference.tidy`."""
+        return inference.tidy(self, effects, conf_int=conf_int, **kwargs)
 
 
 _RESULT_FIELDS = frozenset(

@@ -135,7 +135,7 @@
 
 # Fit `formula` on the data bound as `name` and return the merMod and every result.
 .pylmer_lmer_fit <- function(name, formula, REML = TRUE, control = NULL, weights = NULL,
-                             na_action = "omit") {
+                             na_action = "omit", contrasts = NULL) {
   data <- get(name, envir = .pylmer_store)
   f <- .pylmer_lmer_formula(formula, data)
   # The call is evaluated in a small environment that holds only the data and the
@@ -158,6 +158,8 @@
     }
     call$weights <- quote(w)
   }
+  codings <- .pylmer_inf_contrasts(contrasts, data, f)  # inference.R
+  if (length(codings)) call$contrasts <- codings
   vars <- intersect(c(all.vars(f), if (is.character(weights)) weights), names(data))
   model <- tryCatch(eval(call, env), error = function(e) .pylmer_lmer_explain(e, f, data, vars))
   n_na <- vapply(vars, function(v) sum(is.na(data[[v]])), 0L)
@@ -366,7 +368,7 @@
 # Write the data as CSV (doubles at full precision) and an R script that refits the model
 # in plain R; factor columns keep their level order.  Returns the script's path.
 .pylmer_lmer_write_script <- function(name, dir, stem, formula, REML = TRUE, control = NULL,
-                                      weights = NULL) {
+                                      weights = NULL, contrasts = NULL) {
   data <- get(name, envir = .pylmer_store)
   ctrl <- .pylmer_lmer_control_args(control)
   ctrl_call <- paste(deparse(as.call(c(list(as.name("lmerControl")), ctrl))), collapse = " ")
@@ -382,8 +384,8 @@
     if (is.numeric(weights)) {
       sprintf("w <- c(%s)", paste(sprintf("%.17g", weights), collapse = ", "))
     },
-    sprintf("m <- lmer(%s, data = data, REML = %s, control = %s%s)", formula, REML, ctrl_call,
-            w),
+    sprintf("m <- lmer(%s, data = data, REML = %s, control = %s%s%s)", formula, REML,
+            ctrl_call, w, .pylmer_inf_script_contrasts(contrasts)),
     "print(summary(m))"
   )
   path <- file.path(dir, paste0(stem, ".R"))
