@@ -19,7 +19,6 @@ from .errors import (
 )
 from .glmer import GlmerModel, glmer
 from .inference import emmeans
-from .inference import emmeans
 from .lmer import LmerControl, LmerModel, anova, lmer
 from .mixedml import MixedMLRegressor
 from .sklearn import GlmerClassifier, GlmerRegressor, LmerRegressor
@@ -71,7 +70,6 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
-    "emmeans",
     "emmeans",
     "glmer",
     "lmer",
