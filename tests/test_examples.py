@@ -35,6 +35,17 @@ CASES = {
         ["fit", "herds", "odds"],
         ["KEY Laplace: logLik", "KEY LRT period", "KEY odds ratios", "KEY (1 | obs)"],
     ),
+    "analysis.py": (
+        ["--quick"],
+        ["emmeans", "intervals"],
+        [
+            "KEY anova type 3",
+            "KEY ranova",
+            "KEY emmeans informal - polite",
+            "KEY R2 marginal",
+            "KEY prediction interval width",
+        ],
+    ),
     "insteval.py": (
         ["--quick"],
         ["test_residuals", "ranef_vs_r", "dept_caterpillar"],
