@@ -21,6 +21,7 @@ from .glmer import GlmerModel, glmer
 from .inference import emmeans
 from .lmer import LmerControl, LmerModel, anova, lmer
 from .mixedml import MixedMLRegressor
+from .parallel import LmerManyResults, bootstrap, lmer_many
 from .sklearn import GlmerClassifier, GlmerRegressor, LmerRegressor
 
 __version__ = "0.1.0"
@@ -57,6 +58,7 @@ __all__ = [
     "InvalidArgumentError",
     "LmerControl",
     "LmerConvergenceWarning",
+    "LmerManyResults",
     "LmerModel",
     "LmerRegressor",
     "MixedMLRegressor",
@@ -69,9 +71,11 @@ __all__ = [
     "SingularFitWarning",
     "__version__",
     "anova",
+    "bootstrap",
     "datasets",
     "emmeans",
     "glmer",
     "lmer",
+    "lmer_many",
     "versions",
 ]

@@ -26,6 +26,7 @@ import pandas as pd
 from . import _r
 from ._data import GroupLevels, as_pandas, check_text_columns, model_frame
 from .errors import DataError, FormulaError
+from .inference import normalize_contrasts
 from .lmer import LmerControl, LmerModel, _control, _matrix, _series, _strings
 from .results import GlmerResults, format_glmer_summary, glmer_html
 
@@ -81,6 +82,7 @@ class _GlmerSpec:
     weights: str | np.ndarray | None
     offset: str | np.ndarray | None
     na_action: str
+    contrasts: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[Any, ...], ...] = ()
     levels: GroupLevels | None = None
 
@@ -105,6 +107,7 @@ def glmer(
     offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
     control: LmerControl | Mapping[str, Any] | None = None,
     na_action: Literal["omit", "error"] = "omit",
+    contrasts: Mapping[str, str] | None = None,
 ) -> GlmerModel:
     """Fit a generalized linear mixed model with lme4's ``glmer`` (or ``glmer.nb``).
 
@@ -134,6 +137,9 @@ def glmer(
         glmerControl options, e.g. ``{"optimizer": "bobyqa", "calc_derivs": False}``.
     na_action : {"omit", "error"}
         Drop incomplete rows (with a warning) or raise :class:`~pylmer.DataError`.
+    contrasts : dict, optional
+        Coding of factor columns of the fixed part, e.g. ``{"period": "sum"}``, as for
+        :func:`pylmer.lmer`.
 
     Returns
     -------
@@ -179,6 +185,7 @@ def glmer(
         weights,
         offset,
         na_action,
+        contrasts=normalize_contrasts(contrasts),
         levels=GroupLevels(groups),
     )
     return GlmerModel._fit(spec, frame)
@@ -239,6 +246,7 @@ class GlmerModel(LmerModel):
             weights=spec.weights,
             offset=spec.offset,
             na_action=spec.na_action,
+            contrasts=dict(spec.contrasts) or None,
             stacklevel=3,
         )
         model = cls._from_r(out, spec, data, conditions)
@@ -551,6 +559,7 @@ class GlmerModel(LmerModel):
             control=None if spec.control is None else spec.control.to_r(),
             weights=spec.weights,
             offset=spec.offset,
+            contrasts=dict(spec.contrasts) or None,
             stacklevel=2,
         )
         return Path(written)

@@ -512,6 +512,7 @@ class LmerModel:
         *,
         nsim: int = 500,
         seed: int | None = None,
+        n_jobs: int | None = None,
     ) -> pd.DataFrame:
         """Confidence intervals with lme4's ``confint`` (rows as R names them).
 
@@ -526,6 +527,11 @@ class LmerModel:
             Bootstrap replicates (``method="boot"``).
         seed : int, optional
             Seed of R's random generator (``method="boot"``).
+        n_jobs : int, optional
+            Worker processes for the bootstrap refits (``method="boot"``; joblib's
+            ``n_jobs``, Dask under ``joblib.parallel_config(backend="dask")``); the same
+            ``seed`` gives the intervals of plain R's ``confint(m, method = "boot")``
+            whatever ``n_jobs`` is (see :func:`pylmer.bootstrap`).
 
         Returns
         -------
@@ -538,6 +544,10 @@ class LmerModel:
             raise ValueError(f"method must be one of {list(methods)}, not {method!r}")
         if not 0 < level < 1:
             raise ValueError(f"level must be between 0 and 1, not {level}")
+        if method == "boot":
+            from .parallel import bootstrap_confint
+
+            return bootstrap_confint(self, level, nsim=nsim, seed=seed, n_jobs=n_jobs)
         return _r.call(
             ".pylmer_lmer_confint",
             self._mermod(),
@@ -701,7 +711,14 @@ def _strings(value: Any) -> list[str]:
     return [str(v) for v in np.atleast_1d(np.asarray(value, dtype=object))]
 
 
-def anova(*models: LmerModel, refit: bool = True) -> pd.DataFrame:
+def anova(
+    *models: LmerModel,
+    refit: bool = True,
+    method: Literal["lrt", "bootstrap"] = "lrt",
+    nsim: int = 1000,
+    seed: int | None = None,
+    n_jobs: int | None = None,
+) -> pd.DataFrame:
     """Likelihood-ratio tests between nested models (R's ``anova(m0, m1, ...)``).
 
     Parameters
@@ -711,19 +728,33 @@ def anova(*models: LmerModel, refit: bool = True) -> pd.DataFrame:
         fixed effects).
     refit : bool
         Refit REML models by ML first, as R does (default).
+    method : {"lrt", "bootstrap"}
+        The chi-square likelihood-ratio test, or (two models) the parametric-bootstrap
+        test of pbkrtest's ``PBmodcomp`` (see :func:`pylmer.parallel.bootstrap_anova`).
+    nsim, seed, n_jobs
+        Bootstrap draws, seed of R's generator, worker processes (``method="bootstrap"``).
 
     Returns
     -------
     pandas.DataFrame
         Indexed ``model1``, ``model2``, ... (in R's order, by number of parameters) with
         columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``,
-        ``Pr(>Chisq)``.
+        ``Pr(>Chisq)``.  With ``method="bootstrap"``: rows ``LRT`` and ``PBtest``, columns
+        ``stat``, ``df``, ``p_value``.
     """
     if not models:
         raise ValueError("anova() needs at least one model")
     for m in models:
         if not isinstance(m, LmerModel):
             raise TypeError(f"anova() takes LmerModel objects, not {type(m).__name__}")
+    if method not in ("lrt", "bootstrap"):
+        raise ValueError(f"method must be 'lrt' or 'bootstrap', not {method!r}")
+    if method == "bootstrap":
+        if len(models) != 2:
+            raise ValueError(f"method='bootstrap' compares two models, not {len(models)}")
+        from .parallel import bootstrap_anova
+
+        return bootstrap_anova(*models, nsim=nsim, seed=seed, n_jobs=n_jobs)
     labels = [f"model{i + 1}" for i in range(len(models))]
     try:
         return _r.call(

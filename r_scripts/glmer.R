@@ -116,7 +116,8 @@
 # ------------------------------------------------------------------ fit + extract
 
 # The glmer (or glmer.nb) call, evaluated in `env` (which holds data, w and o).
-.pylmer_glmer_call <- function(f, family, link, nAGQ, control, weights, offset, na_action) {
+.pylmer_glmer_call <- function(f, family, link, nAGQ, control, weights, offset, na_action,
+                               codings = NULL) {
   na <- if (identical(na_action, "error")) quote(stats::na.fail) else quote(stats::na.omit)
   ctrl <- do.call(lme4::glmerControl, .pylmer_glmer_control_args(control))
   if (is.character(offset)) {
@@ -135,13 +136,14 @@
   }
   if (!is.null(weights)) call$weights <- if (is.character(weights)) as.name(weights) else quote(w)
   if (is.numeric(offset)) call$offset <- quote(o)
+  if (length(codings)) call$contrasts <- codings
   call
 }
 
 # Fit `formula` on the data bound as `name` and return the merMod and every result.
 .pylmer_glmer_fit <- function(name, formula, family = "binomial", link = "logit", nAGQ = 1L,
                               control = NULL, weights = NULL, offset = NULL,
-                              na_action = "omit") {
+                              na_action = "omit", contrasts = NULL) {
   data <- get(name, envir = .pylmer_store)
   f <- .pylmer_glmer_formula(formula, data, family)
   env <- new.env(parent = globalenv())
@@ -155,7 +157,7 @@
   if (is.numeric(weights)) env$w <- as.numeric(weights)
   if (is.numeric(offset)) env$o <- as.numeric(offset)
   call <- .pylmer_glmer_call(f, family, link, as.integer(nAGQ), control, weights, offset,
-                             na_action)
+                             na_action, .pylmer_inf_contrasts(contrasts, data, f))
   extra <- c(if (is.character(weights)) weights, if (is.character(offset)) offset)
   vars <- intersect(c(all.vars(f), extra), names(data))
   model <- tryCatch(eval(call, env), error = function(e) .pylmer_lmer_explain(e, f, data, vars))
@@ -201,8 +203,18 @@
   }
   if (nrow(newdata) == 0L) return(numeric())
   .pylmer_lmer_check_levels(m, newdata, allow_new_levels)
-  unname(stats::predict(m, newdata = newdata, re.form = re_form, type = type,
-                        allow.new.levels = allow_new_levels, na.action = stats::na.pass))
+  # rows missing a value the prediction needs give NA (lme4 1.1 fails on them with
+  # "non-conformable arguments" when a factor is missing)
+  f <- stats::formula(m)
+  vars <- intersect(all.vars(if (include_random) f[[3L]] else lme4::nobars(f)[[3L]]),
+                    names(newdata))
+  ok <- stats::complete.cases(newdata[vars])
+  out <- rep(NA_real_, nrow(newdata))
+  if (any(ok)) {
+    out[ok] <- stats::predict(m, newdata = newdata[ok, , drop = FALSE], re.form = re_form,
+                              type = type, allow.new.levels = allow_new_levels)
+  }
+  out
 }
 
 # newresp: a vector (0/1, proportions, counts) or, for a cbind() response, a data frame of
@@ -240,10 +252,11 @@
 
 .pylmer_glmer_write_script <- function(name, dir, stem, formula, family = "binomial",
                                        link = "logit", nAGQ = 1L, control = NULL,
-                                       weights = NULL, offset = NULL) {
+                                       weights = NULL, offset = NULL, contrasts = NULL) {
   data <- get(name, envir = .pylmer_store)
   f <- stats::as.formula(formula)
-  call <- .pylmer_glmer_call(f, family, link, as.integer(nAGQ), NULL, weights, offset, "omit")
+  call <- .pylmer_glmer_call(f, family, link, as.integer(nAGQ), NULL, weights, offset, "omit",
+                             .pylmer_inf_contrasts(contrasts, data, f))
   formula <- paste(deparse(call[[2L]], width.cutoff = 500L), collapse = " ")
   call[[2L]] <- NULL
   call$na.action <- NULL

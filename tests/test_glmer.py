@@ -282,6 +282,9 @@ def test_family_and_link_errors(fits):
         glmer(CBPP, data, nagq=-1)
     with pytest.raises(FormulaError, match="'periodd'"):
         glmer("cbind(incidence, size - incidence) ~ periodd + (1 | herd)", data)
+    summed = glmer(CBPP, data, contrasts={"period": "sum"})
+    assert summed.contrasts == {"period": "sum"} and list(summed.fixef.index)[1] == "period1"
+    close(summed.loglik, glmer(CBPP, data).loglik, "sum coding: same likelihood")
     with pytest.raises(DataError, match="weights column 'trials'"):
         glmer("incidence / size ~ period + (1 | herd)", data, weights="trials")
     with pytest.raises(RError, match="nAGQ"):
@@ -319,6 +322,20 @@ def test_predict_defaults_and_checks(cbpp):
     with pytest.raises(ValueError, match="type"):
         cbpp.predict(nd, type="probability")
     assert cbpp.predict(nd.iloc[:0]).empty
+
+
+def test_missing_values_are_dropped_and_aligned(fits):
+    data = fits["cbpp"][1].copy()
+    data.index = data.index + 100
+    data.loc[[102, 110], "period"] = np.nan
+    with pytest.warns(UserWarning, match="dropped 2 of 56"):
+        m = glmer(CBPP, data)
+    assert m.nobs == 54 and m.fitted.index.equals(data.index)
+    assert m.fitted[[102, 110]].isna().all() and m.fitted.notna().sum() == 54
+    pred = m.predict(data.loc[[101, 102]])  # lme4 alone fails on the missing factor
+    assert np.isfinite(pred[101]) and np.isnan(pred[102])
+    with pytest.raises(DataError, match="missing"):
+        glmer(CBPP, data, na_action="error")
 
 
 # ---------------------------------------------------------------- display
@@ -396,8 +413,10 @@ def test_to_r_script_reproduces_fit(fits, tmp_path):
         data,
         weights="size",
         control={"optimizer": "bobyqa"},
+        contrasts={"period": "sum"},
     )
     script = m.to_r_script(tmp_path / "fit.R")
+    assert "contr.sum" in script.read_text()
     assert "glmer(" in script.read_text() and "stats::binomial" in script.read_text()
     expr = f'source("{script.name}"); cat(format(c(fixef(m), logLik(m)), digits = 17))'
     out = subprocess.run(
