@@ -4,11 +4,14 @@
   driver), testable without R;
 * :mod:`.lme4_step` -- the random-effects step with lme4 (the residual model);
 * :mod:`.labels` -- grouping values <-> R factor levels;
-* :mod:`.estimator` -- :class:`MixedMLRegressor`.
+* :mod:`.estimator` -- :class:`MixedMLRegressor`;
+* :mod:`.glmm_step` -- the glmer random-effects step (binary and count targets);
+* :mod:`.classifier` -- :class:`MixedMLClassifier` (and ``family="poisson"``).
 """
 
 from __future__ import annotations
 
+from .classifier import MixedMLClassifier
 from .estimator import MixedMLRegressor
 
-__all__ = ["MixedMLRegressor"]
+__all__ = ["MixedMLClassifier", "MixedMLRegressor"]

@@ -46,7 +46,13 @@ from .labels import GroupCoding
 from .lme4_step import ResidualModel
 from .threads import r_blas_single_threaded
 
-__all__ = ["MixedMLClassifier", "fit_glmm", "predict_link"]
+__all__ = [
+    "MixedMLClassifier",
+    "fit_glmm",
+    "fit_glmm_regressor",
+    "predict_glmm_regressor",
+    "predict_link",
+]
 
 #: fitted attributes of a GLMM fit (cleared before every fit)
 GLMM_FITTED = (
@@ -311,6 +317,36 @@ def predict_link(est: Any, X: Any, y: np.ndarray | None = None) -> np.ndarray:
                 offset = np.r_[offset, (fixed + xg)[rows]]
         zb = empirical_bayes_glmm(est._spec, est._terms, est.family_, observed, yo, offset, target)
     return fixed + xg + zb
+
+
+# ---------------------------------------------------------------------------- counts
+
+
+def fit_glmm_regressor(est: Any, X: Any, y: Any) -> Any:
+    """``MixedMLRegressor.fit`` for a non-Gaussian ``family`` (counts: ``"poisson"``)."""
+    for attr in GLMM_FITTED:
+        est.__dict__.pop(attr, None)
+    family = est.family
+    if family not in ("gaussian", "poisson"):
+        hint = "; for binary outcomes use MixedMLClassifier" if family == "binomial" else ""
+        raise InvalidArgumentError(f"family must be 'gaussian' or 'poisson', not {family!r}{hint}")
+    n = len(X) if hasattr(X, "__len__") else 0
+    Y = count_outcome(y, n)
+    fitted = fit_glmm(est, X, Y, family)
+    fitted["_y_is_2d"] = False
+    est.__dict__.update(fitted)
+    warn_fit(est)
+    return est
+
+
+def predict_glmm_regressor(est: Any, X: Any, y: Any = None) -> np.ndarray:
+    """``MixedMLRegressor.predict`` for a non-Gaussian ``family``: expected counts."""
+    obs = None
+    if y is not None:
+        obs = MixedMLRegressor._outcome(y, len(X), allow_nan=True)[:, 0]
+        if (obs[np.isfinite(obs)] < 0).any():
+            raise DataError("the observed counts y hold negative values")
+    return inverse_link(est.family_, predict_link(est, X, obs))
 
 
 # ---------------------------------------------------------------------------- classifier

@@ -118,6 +118,12 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         ``1`` prints one line per step.
     progress : bool, default=False
         Show a progress bar over steps (needs ``tqdm``).
+    family : {"gaussian", "poisson"}, default="gaussian"
+        ``"poisson"``: counts with a log link; the estimator learns :math:`f` on the log
+        scale and glmer fits the random part with :math:`f` as an offset
+        (:mod:`pylmer.mixedml.glmm_step`); ``predict`` returns expected counts, the
+        final fit is ``glmer_`` (a GlmerModel) and ``reml`` does not apply.  Binary
+        outcomes: :class:`~pylmer.MixedMLClassifier`.
 
     Attributes
     ----------
@@ -172,6 +178,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         accelerate: bool = True,
         verbose: int = 0,
         progress: bool = False,
+        family: str = "gaussian",
     ):
         self.estimator = estimator
         self.random_effects = random_effects
@@ -184,6 +191,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self.accelerate = accelerate
         self.verbose = verbose
         self.progress = progress
+        self.family = family
 
     # ------------------------------------------------------------------ checks
 
@@ -294,6 +302,11 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         for attr in _FITTED:  # nothing of a previous fit survives a failed one
             self.__dict__.pop(attr, None)
+        self.__dict__.pop("family_", None)
+        if self.family != "gaussian":
+            from .classifier import fit_glmm_regressor
+
+            return fit_glmm_regressor(self, X, y)
         try:
             fitted = self._fit(X, y)
         except PylmerError as exc:
@@ -538,6 +551,10 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             covariate is missing, a feature is not numeric.
         """
         self._check_fitted()
+        if getattr(self, "family_", "gaussian") != "gaussian":
+            from .classifier import predict_glmm_regressor
+
+            return predict_glmm_regressor(self, X, y)
         X = self._check_frame(X)
         self._check_columns(X, self._spec, self.features_)
         Y = None if y is None else self._outcome(y, len(X), allow_nan=True)
