@@ -386,9 +386,10 @@ class GlmerModel(LmerModel):
 
     # ------------------------------------------------------------------ display
 
-    def summary(self) -> str:
-        """Return the summary text, laid out like R's ``summary(glmerMod)``."""
-        return format_glmer_summary(self.results)
+    def summary(self, *, pvalues: bool = True) -> str:
+        """Return the summary text, laid out like R's ``summary(glmerMod)`` (without the
+        Wald p-values and stars when ``pvalues`` is False)."""
+        return format_glmer_summary(self.results, pvalues)
 
     def __repr__(self) -> str:
         return (

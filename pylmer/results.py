@@ -476,27 +476,35 @@ def format_pvalues(values: np.ndarray | list[float], digits: int = 3) -> list[st
     return out
 
 
-def _glmer_fixed_effects(res: GlmerResults) -> list[str]:
+def _glmer_fixed_effects(res: GlmerResults, pvalues: bool = True) -> list[str]:
     fe = res.fixef
     if fe.empty:
         return ["No fixed effect coefficients"]
     est, se = _estimates(fe)
     stat = format_column(np.round(fe["z_value"].to_numpy(), 3))
-    pv = format_pvalues(fe["p_value"].to_numpy())
-    stars = [_stars(p).ljust(3) for p in fe["p_value"]]  # left-aligned, as in R
     name = "t" if res.has_scale else "z"
-    header = ["", "Estimate", "Std. Error", f"{name} value", f"Pr(>|{name}|)", ""]
-    rows = [list(r) for r in zip(map(str, fe.index), est, se, stat, pv, stars, strict=True)]
-    return [
-        "Fixed effects:",
-        *_table(rows, header, left=1),
-        "---",
-        "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1",
-    ]
+    header = ["", "Estimate", "Std. Error", f"{name} value"]
+    columns = [list(map(str, fe.index)), est, se, stat]
+    if pvalues:
+        header += [f"Pr(>|{name}|)", ""]
+        columns.append(format_pvalues(fe["p_value"].to_numpy()))
+        columns.append([_stars(p).ljust(3) for p in fe["p_value"]])  # left-aligned, as in R
+    rows = [list(r) for r in zip(*columns, strict=True)]
+    lines = ["Fixed effects:", *_table(rows, header, left=1)]
+    if pvalues:
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    return lines
 
 
-def format_glmer_summary(res: GlmerResults) -> str:
+def format_glmer_summary(res: GlmerResults, pvalues: bool = True) -> str:
     """Return a summary laid out like R's ``summary(glmerMod)``.
+
+    Parameters
+    ----------
+    res : GlmerResults
+        The fit.
+    pvalues : bool
+        Show the Wald p-values and significance stars.
 
     Returns
     -------
@@ -520,7 +528,7 @@ def format_glmer_summary(res: GlmerResults) -> str:
         *_residuals(res),
         *_random_effects(res),
         "",
-        *_glmer_fixed_effects(res),
+        *_glmer_fixed_effects(res, pvalues),
     ]
     if 1 < len(res.fixef) <= 12:
         lines += _correlation(res)

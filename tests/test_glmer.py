@@ -358,6 +358,8 @@ def test_summary_layout(cbpp):
     ):
         assert line in text, line
     assert str(cbpp) == text and "GlmerModel" in repr(cbpp) and "<table" in cbpp._repr_html_()
+    plain = cbpp.summary(pvalues=False)
+    assert "(Intercept)  -1.3983     0.2312  -6.048\n" in plain and "Signif" not in plain
 
 
 def test_summary_of_other_families(fits):
