@@ -1,0 +1,282 @@
+# R side of pylmer.parallel: parametric bootstrap (as lme4's bootMer and pbkrtest's
+# PBmodcomp do it) and many responses fitted with lme4's refit.  The parent process
+# simulates; worker processes (each with its own embedded R) refit chunks of draws or
+# responses and return plain matrices / data frames.  Sourced by pylmer/_r.py after
+# bridge.R and lmer.R into the private environment.
+
+# ------------------------------------------------------------------ bootstrap
+
+# The control bootMer() refits with: the model call's control (a value in pylmer's calls).
+.pylmer_par_control <- function(m) {
+  ctl <- m@call$control
+  if (is.language(ctl)) ctl <- eval(ctl, environment(stats::formula(m)))
+  ctl
+}
+
+# Names of the variance parameters: lme4's confint names (".sig01", ..., ".sigma") when
+# `old`, else the readable ones ("sd_(Intercept)|Subject", "cor_...", "sigma").
+.pylmer_par_vnames <- function(m, old = TRUE) {
+  ntp <- length(lme4::getME(m, "theta"))
+  if (old) return(c(sprintf(".sig%02d", seq_len(ntp)), ".sigma"))
+  # the theta order (Cv_to_Sv): per term, the lower triangle column by column
+  # (sd1, cor21, cor31, ..., sd2, cor32, ...)
+  out <- character()
+  for (g in seq_along(m@cnms)) {
+    cn <- m@cnms[[g]]
+    grp <- names(m@cnms)[g]
+    k <- length(cn)
+    for (j in seq_len(k)) {
+      for (i in j:k) {
+        out <- c(out, if (i == j) paste0("sd_", cn[i], "|", grp)
+                      else paste0("cor_", cn[i], ".", cn[j], "|", grp))
+      }
+    }
+  }
+  c(out, "sigma")
+}
+
+# The statistic of lme4's confint(method = "boot"): standard deviations / correlations of
+# the random effects, sigma, fixed effects.
+.pylmer_par_stat <- function(x, vn) {
+  ss <- lme4::Cv_to_Sv(x@theta, n = lengths(x@cnms), s = stats::sigma(x))
+  c(stats::setNames(ss, vn), lme4::fixef(x))
+}
+
+# Simulated responses exactly as bootMer(x, nsim = nsim, seed = seed) draws them (one
+# column per draw, the rows lme4 used), and the statistic of the fitted model.
+.pylmer_boot_setup <- function(m, nsim, seed = NULL, old_names = TRUE) {
+  if (!is.null(seed)) {
+    set.seed(seed)
+  } else if (!exists(".Random.seed", envir = globalenv())) {
+    stats::runif(1)
+  }
+  ss <- stats::simulate(m, nsim = nsim, na.action = stats::na.exclude, use.u = FALSE)
+  Y <- as.matrix(ss)
+  na_act <- attr(m@frame, "na.action")
+  if (!is.null(na_act) && nrow(Y) != stats::nobs(m)) Y <- Y[-na_act, , drop = FALSE]
+  dimnames(Y) <- NULL
+  vn <- .pylmer_par_vnames(m, old_names)
+  list(Y = Y, t0 = .pylmer_par_stat(m, vn))
+}
+
+# Run `expr` capturing warnings and messages; returns list(value, error, conditions).
+.pylmer_par_try <- function(expr) {
+  conds <- character()
+  value <- withCallingHandlers(
+    tryCatch(expr, error = function(e) structure(conditionMessage(e), class = "par_error")),
+    warning = function(w) {
+      conds <<- c(conds, conditionMessage(w))
+      invokeRestart("muffleWarning")
+    },
+    message = function(msg) {
+      conds <<- c(conds, sub("\n$", "", conditionMessage(msg)))
+      invokeRestart("muffleMessage")
+    }
+  )
+  if (inherits(value, "par_error")) {
+    return(list(value = NULL, error = unclass(value), conditions = unique(conds)))
+  }
+  list(value = value, error = NA_character_, conditions = unique(conds))
+}
+
+.pylmer_par_resp <- function(m, y) {
+  # y holds one value per used row: stop refit() from dropping the NA rows a second time
+  attr(y, "na.action") <- attr(m@frame, "na.action")
+  y
+}
+
+# Refit the model to each column of Y (bootMer's refit(x, y, control = <call's control>))
+# and return the statistics (NA rows for failed refits), errors and warnings per draw.
+.pylmer_boot_chunk <- function(m, Y, old_names = TRUE) {
+  Y <- as.matrix(Y)
+  control <- .pylmer_par_control(m)
+  vn <- .pylmer_par_vnames(m, old_names)
+  t0 <- .pylmer_par_stat(m, vn)
+  k <- ncol(Y)
+  out <- matrix(NA_real_, k, length(t0), dimnames = list(NULL, names(t0)))
+  err <- rep(NA_character_, k)
+  cond <- rep(NA_character_, k)
+  for (i in seq_len(k)) {
+    y <- .pylmer_par_resp(m, Y[, i])
+    r <- .pylmer_par_try(.pylmer_par_stat(lme4::refit(m, y, control = control), vn))
+    if (!is.null(r$value)) out[i, ] <- r$value
+    err[i] <- r$error
+    if (length(r$conditions)) cond[i] <- paste(r$conditions, collapse = "; ")
+  }
+  list(t = out, error = err, conditions = cond)
+}
+
+# Refit a model to one simulated response and extract everything (bootstrap with a user
+# function of the refitted model).
+.pylmer_boot_refit_full <- function(m, y) {
+  model <- lme4::refit(m, .pylmer_par_resp(m, as.numeric(y)), control = .pylmer_par_control(m))
+  c(list(model = model), .pylmer_lmer_extract(model))
+}
+
+# Percentile (or basic / normal) intervals from bootstrap draws, computed by lme4's
+# confint() method of bootMer objects (boot::boot.ci), as confint(method = "boot") does.
+.pylmer_boot_ci <- function(t0, t, names, level = 0.95, type = "perc") {
+  t <- as.matrix(t)
+  names(t0) <- colnames(t) <- names
+  bb <- structure(list(t0 = t0, t = t, R = nrow(t), sim = "parametric"),
+                  class = c("bootMer", "boot"))
+  as.matrix(stats::confint(bb, level = level, type = type))
+}
+
+# ------------------------------------------------------------------ PB likelihood ratio
+
+# Responses simulated from the small (null) model as pbkrtest's PBrefdist draws them
+# (`set.seed(seed); PBmodcomp(large, small, nsim)`), and the observed statistic.
+.pylmer_pb_setup <- function(small, large, nsim, seed = NULL) {
+  if (!is.null(seed)) set.seed(seed)
+  Y <- as.matrix(stats::simulate(small, nsim = nsim))
+  dimnames(Y) <- NULL
+  ll_small <- stats::logLik(small, REML = FALSE)
+  ll_large <- stats::logLik(large, REML = FALSE)
+  list(Y = Y, stat = 2 * (as.numeric(ll_large) - as.numeric(ll_small)),
+       df = attr(ll_large, "df") - attr(ll_small, "df"))
+}
+
+# pbkrtest's reference distribution: 2 (logLik(large) - logLik(small)) refitted to each
+# simulated response (ML log-likelihoods).
+.pylmer_pb_chunk <- function(small, large, Y) {
+  Y <- as.matrix(Y)
+  k <- ncol(Y)
+  out <- rep(NA_real_, k)
+  err <- rep(NA_character_, k)
+  cond <- rep(NA_character_, k)
+  for (i in seq_len(k)) {
+    r <- .pylmer_par_try({
+      y <- Y[, i]
+      sm2 <- lme4::refit(small, .pylmer_par_resp(small, y))
+      lg2 <- lme4::refit(large, .pylmer_par_resp(large, y))
+      2 * (as.numeric(stats::logLik(lg2, REML = FALSE)) -
+             as.numeric(stats::logLik(sm2, REML = FALSE)))
+    })
+    if (!is.null(r$value)) out[i] <- r$value
+    err[i] <- r$error
+    if (length(r$conditions)) cond[i] <- paste(r$conditions, collapse = "; ")
+  }
+  list(t = out, error = err, conditions = cond)
+}
+
+# ------------------------------------------------------------------ many responses
+
+# The template model of lmer_many: `formula` (response `.pylmer_y`) fitted once on the
+# data bound as `name`; the other responses are refitted from it (lme4's refit, which
+# starts the optimizer at the template's theta).
+.pylmer_many_template <- function(name, formula, REML = TRUE, control = NULL) {
+  data <- get(name, envir = .pylmer_store)
+  f <- .pylmer_lmer_formula(formula, data)
+  env <- new.env(parent = globalenv())
+  env$data <- data
+  environment(f) <- env
+  call <- bquote(lme4::lmer(.(f), data = data, REML = .(REML),
+                            control = .(.pylmer_lmer_control(control)),
+                            na.action = stats::na.omit))
+  vars <- intersect(all.vars(f), names(data))
+  suppressMessages(suppressWarnings(
+    tryCatch(eval(call, env), error = function(e) .pylmer_lmer_explain(e, f, data, vars))
+  ))
+}
+
+.pylmer_many_status <- function(m) {
+  conv <- m@optinfo$conv
+  opt_warnings <- as.character(unlist(m@optinfo$warnings))
+  failed <- !is.null(conv$lme4$code) && any(conv$lme4$code != 0)
+  list(converged = conv$opt == 0 && !failed && length(opt_warnings) == 0L,
+       messages = c(as.character(unlist(conv$lme4$messages)), opt_warnings))
+}
+
+# Fit the template's right-hand side to each column of Y (one value per row of the
+# template's data): refit() when the response is complete on the template's rows, a
+# fresh lmer() on the complete rows otherwise.  Satterthwaite df / p-values (lmerTest)
+# when `satterthwaite`.  Returns three data frames: fixef, varcorr, fit.
+.pylmer_many_chunk <- function(template, Y, responses, satterthwaite = TRUE) {
+  Y <- as.matrix(Y)
+  env <- environment(stats::formula(template))
+  data <- env$data
+  call <- stats::getCall(template)
+  control <- .pylmer_par_control(template)
+  used <- as.integer(rownames(template@frame))
+  lmertest <- satterthwaite && requireNamespace("lmerTest", quietly = TRUE)
+  k <- ncol(Y)
+  fixef <- vector("list", k)
+  vcs <- vector("list", k)
+  fit <- vector("list", k)
+  for (j in seq_len(k)) {
+    y <- as.numeric(Y[, j])
+    local_data <- data
+    local_data$.pylmer_y <- y
+    method <- NA_character_
+    r <- .pylmer_par_try({
+      yu <- y[used]
+      obs <- y[!is.na(y)]
+      if (!length(obs)) stop("all values of the response are missing")
+      if (any(!is.finite(obs))) stop("the response holds infinite values")
+      if (anyNA(yu)) {
+        method <- "lmer"
+        yu <- yu[!is.na(yu)]
+      } else {
+        method <- "refit"
+      }
+      if (length(yu) && all(yu == yu[1L])) {
+        stop("the response is constant (every used value is ", format(yu[1L]), ")")
+      }
+      if (method == "refit") {
+        model <- lme4::refit(template, yu, control = control)
+      } else {
+        fenv <- new.env(parent = globalenv())
+        fenv$data <- local_data
+        model <- eval(call, fenv)
+      }
+      cf <- stats::coef(summary(model))
+      df <- p <- rep(NA_real_, nrow(cf))
+      if (lmertest) {
+        # lmerTest rebuilds the deviance function from the model's call, evaluated
+        # where `data` holds this response (refit() keeps the template's call)
+        fenv <- new.env(parent = env)
+        fenv$data <- local_data
+        fenv$model <- model
+        tab <- summary(eval(quote(lmerTest::as_lmerModLmerTest(model)), fenv))$coefficients
+        df <- unname(tab[, "df"])
+        p <- unname(tab[, "Pr(>|t|)"])
+      }
+      list(model = model, cf = cf, df = df, p = p)
+    })
+    resp <- responses[j]
+    conds <- paste(r$conditions, collapse = "; ")
+    if (is.null(r$value)) {
+      fit[[j]] <- data.frame(response = resp, nobs = NA_integer_, loglik = NA_real_,
+                             reml_criterion = NA_real_, sigma = NA_real_, singular = NA,
+                             converged = FALSE, method = method, messages = conds,
+                             error = r$error, stringsAsFactors = FALSE)
+      next
+    }
+    model <- r$value$model
+    cf <- r$value$cf
+    st <- .pylmer_many_status(model)
+    msgs <- unique(c(st$messages, r$conditions))
+    fixef[[j]] <- data.frame(response = resp, term = rownames(cf), estimate = cf[, 1L],
+                             std_error = cf[, 2L], t_value = cf[, 3L], df = r$value$df,
+                             p_value = r$value$p, stringsAsFactors = FALSE, row.names = NULL)
+    vc <- as.data.frame(lme4::VarCorr(model))
+    vcs[[j]] <- data.frame(response = resp, group = vc$grp, var1 = vc$var1, var2 = vc$var2,
+                           variance = vc$vcov, sd_or_cor = vc$sdcor,
+                           stringsAsFactors = FALSE)
+    fit[[j]] <- data.frame(response = resp, nobs = as.integer(stats::nobs(model)),
+                           loglik = as.numeric(stats::logLik(model)),
+                           reml_criterion = if (lme4::isREML(model)) lme4::REMLcrit(model)
+                                            else NA_real_,
+                           sigma = stats::sigma(model), singular = lme4::isSingular(model),
+                           converged = st$converged, method = method,
+                           messages = paste(msgs, collapse = "; "), error = NA_character_,
+                           stringsAsFactors = FALSE)
+  }
+  bind <- function(x) {
+    x <- Filter(Negate(is.null), x)
+    if (!length(x)) return(NULL)
+    do.call(rbind, x)
+  }
+  list(fixef = bind(fixef), varcorr = bind(vcs), fit = bind(fit))
+}
