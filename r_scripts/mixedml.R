@@ -33,14 +33,23 @@
   list(f = f, bars = bars)
 }
 
+# The top-level summands of a formula's right-hand side: a + b + c -> list(a, b, c).
+.mixedml_summands <- function(e) {
+  if (is.call(e) && identical(e[[1L]], as.name("+")) && length(e) == 3L) {
+    c(.mixedml_summands(e[[2L]]), list(e[[3L]]))
+  } else {
+    list(e)
+  }
+}
+
 # The residual model as a formula object (the single source of truth).
 .mixedml_residual_formula <- function(random_effects, env = parent.frame()) {
   p <- .mixedml_parse(random_effects)
   labels <- unique(unlist(lapply(p$bars, function(b) {
     attr(stats::terms(stats::as.formula(call("~", b[[2L]]))), "term.labels")
   })))
-  rhs <- Reduce(function(a, b) call("+", a, b), c(list(1), lapply(labels, str2lang)))
-  out <- call("~", as.name(".pylmer_e"), call("+", rhs, p$f[[2L]]))
+  pieces <- c(list(1), lapply(labels, str2lang), .mixedml_summands(p$f[[2L]]))
+  out <- call("~", as.name(".pylmer_e"), Reduce(function(a, b) call("+", a, b), pieces))
   stats::as.formula(out, env = env)
 }
 

@@ -2,11 +2,12 @@
 
 ``import pylmer`` changes no process-wide setting (an ``OMP_WAIT_POLICY=PASSIVE`` set at
 import made HistGradientBoosting 15x slower).  Instead, while a MixedML fit or prediction
-runs, the BLAS library *R* loaded (Debian's OpenBLAS) is limited to one thread with
-threadpoolctl, and restored afterwards: the random-effects step is sparse linear algebra
-on small blocks where BLAS threads only spin, and spinning BLAS threads left behind by an
-R call steal the cores the estimator's OpenMP threads (HistGradientBoosting) wait for.
-numpy's own BLAS and scikit-learn's OpenMP pools are left alone.
+runs, the thread pools *R* brought into the process (Debian's OpenBLAS, the system
+libgomp) are limited to one thread with threadpoolctl, and restored afterwards: the
+random-effects step is sparse linear algebra on small blocks where extra threads only
+spin, and threads left spinning by an R call steal the cores the estimator's OpenMP
+threads (HistGradientBoosting) wait for.  numpy's BLAS and scikit-learn's OpenMP pools
+(their own copies in site-packages) are left alone.
 """
 
 from __future__ import annotations
@@ -17,28 +18,34 @@ from collections.abc import Iterator
 __all__ = ["r_blas_single_threaded"]
 
 
-def _r_blas_controller():
-    """threadpoolctl's controller of the BLAS libraries loaded outside Python packages."""
+def _start_r() -> None:
+    from .. import _r
+
+    if not _r.started():
+        _r._ensure()
+
+
+def _r_controller():
+    """threadpoolctl's controller of R's thread pools (its BLAS and OpenMP runtime): the
+    BLAS and OpenMP libraries outside Python's package folders (numpy, scipy and
+    scikit-learn ship their own in site-packages)."""
     from threadpoolctl import ThreadpoolController
 
-    blas = ThreadpoolController().select(user_api="blas").lib_controllers
-    return ThreadpoolController._from_controllers([c for c in blas if _is_r_lib(c.filepath)])
+    controller = ThreadpoolController()
+    mine = [c for c in controller.lib_controllers if _outside_python(c.filepath)]
+    return ThreadpoolController._from_controllers(mine)
 
 
-def _is_r_lib(path: str) -> bool:
-    # numpy/scipy ship their OpenBLAS inside site-packages (numpy.libs, scipy_openblas)
+def _outside_python(path: str) -> bool:
     return "site-packages" not in path and "dist-packages" not in path
 
 
 @contextlib.contextmanager
 def r_blas_single_threaded() -> Iterator[None]:
-    """Limit the BLAS that R loaded to one thread inside the block (no-op without R)."""
-    from .. import _r
-
-    if not _r.started():
-        _r._ensure()
+    """Limit R's BLAS and OpenMP pools to one thread inside the block, then restore them."""
+    _start_r()
     try:
-        controller = _r_blas_controller()
+        controller = _r_controller()
     except Exception:
         yield
         return
