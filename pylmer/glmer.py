@@ -474,6 +474,37 @@ class GlmerModel(LmerModel):
         fresh = GroupLevels(levels.columns)  # new values must not extend the model's map
         return fresh.encode(model_frame(newdata, self.data.columns, "newdata"))
 
+    # ------------------------------------------------------------------ inference
+
+    def confint(  # type: ignore[override]
+        self,
+        method: Literal["wald", "profile", "boot"] = "wald",
+        level: float = 0.95,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """Confidence intervals with lme4's ``confint`` (see :meth:`LmerModel.confint`).
+
+        ``method="boot"`` with only ``nsim`` and ``seed`` runs lme4's own parametric
+        bootstrap in this R session, so a ``seed`` gives plain R's
+        ``confint(m, method = "boot")`` exactly, whatever the response (0/1, factor,
+        proportions or ``cbind``); other options go to :meth:`LmerModel.confint`.
+        """
+        if method == "boot" and set(kwargs) <= {"nsim", "seed", "n_jobs"}:
+            if kwargs.get("n_jobs") is None:
+                if not 0 < level < 1:
+                    raise ValueError(f"level must be between 0 and 1, not {level}")
+                seed = kwargs.get("seed")
+                return _r.call(
+                    ".pylmer_lmer_confint",
+                    self._mermod(),
+                    method="boot",
+                    level=float(level),
+                    nsim=int(kwargs.get("nsim", 500)),
+                    seed=None if seed is None else int(seed),
+                    stacklevel=2,
+                )
+        return super().confint(method, level, **kwargs)
+
     # ------------------------------------------------------------------ refits, simulation
 
     def refit(self, newresp: Any) -> GlmerModel:  # type: ignore[override]
