@@ -35,6 +35,7 @@ import pandas as pd
 from .errors import (
     DataError,
     FormulaError,
+    InvalidArgumentError,
     LmerConvergenceWarning,
     PylmerError,
     RError,
@@ -298,6 +299,7 @@ def _matrix(obj: Any, values: np.ndarray, dim: tuple[int, int]) -> pd.DataFrame:
 _ERROR_KINDS: dict[str, type[PylmerError]] = {
     "pylmer_formula_error": FormulaError,
     "pylmer_data_error": DataError,
+    "pylmer_argument_error": InvalidArgumentError,
 }
 
 

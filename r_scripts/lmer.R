@@ -39,21 +39,117 @@
   f
 }
 
-# lmerControl arguments from the Python options: `maxfun` goes into optCtrl under the name
-# the optimizer knows (nloptwrap, lme4's default, calls it maxeval and ignores maxfun).
+# lmerControl arguments from the Python options (LmerControl.to_r(): lmerControl's own
+# names; optCtrl a named list; check.conv.* lists of action/tol/relTol).  A legacy `maxfun`
+# goes into optCtrl under the name the optimizer knows.  check.conv.nobsmax/nparmax exist
+# in lmerControl from lme4 1.1-38 on; before that pylmer applies them itself
+# (.pylmer_lmer_conv_policy) and they are dropped here.
 .pylmer_lmer_control_args <- function(control) {
   if (is.null(control)) return(list())
   args <- control[!vapply(control, is.null, TRUE)]
   if (!is.null(args$maxfun)) {
     nlopt <- is.null(args$optimizer) || identical(args$optimizer, "nloptwrap")
-    args$optCtrl <- stats::setNames(list(args$maxfun), if (nlopt) "maxeval" else "maxfun")
+    args$optCtrl[[if (nlopt) "maxeval" else "maxfun"]] <- args$maxfun
     args$maxfun <- NULL
   }
+  if (!is.null(args$optCtrl)) args$optCtrl <- as.list(args$optCtrl)
+  for (nm in c("check.conv.grad", "check.conv.singular", "check.conv.hess")) {
+    if (is.list(args[[nm]])) args[[nm]] <- do.call(lme4::.makeCC, args[[nm]])
+  }
+  known <- names(formals(lme4::lmerControl))
+  args[setdiff(names(args), known)] <- NULL
+  opt <- args$optimizer
+  if (!is.null(opt)) .pylmer_lmer_check_optimizer(opt)
   args
+}
+
+# The optimizer exists in this R (lme4's own, or one from an optional package).
+.pylmer_lmer_check_optimizer <- function(opt) {
+  needs <- c(optimx = "optimx", nmkbw = "dfoptim")
+  if (opt %in% names(needs) && !requireNamespace(needs[[opt]], quietly = TRUE)) {
+    .pylmer_stop("argument", "control.optimizer '", opt, "' needs the R package ",
+                 needs[[opt]], ", which is not installed")
+  }
+  if (identical(opt, "nmkbw") && !exists("nmkbw", envir = asNamespace("lme4"))) {
+    .pylmer_stop("argument", "control.optimizer 'nmkbw' needs lme4 >= 1.1-32 (this R has ",
+                 as.character(utils::packageVersion("lme4")), ")")
+  }
 }
 
 .pylmer_lmer_control <- function(control) {
   do.call(lme4::lmerControl, .pylmer_lmer_control_args(control))
+}
+
+# lmerControl's argument names in this R (tests: LmerControl covers them all).
+.pylmer_lmer_control_formals <- function() names(formals(lme4::lmerControl))
+
+# ------------------------------------------------------------------ convergence checks
+
+# lme4 1.1-38's policy for the derivative-based convergence checks (gradient and Hessian
+# at the optimum): by default they run only when nobs < check.conv.nobsmax (1e4) and the
+# number of variance parameters < check.conv.nparmax (10), and never for singular fits
+# (whose gradient messages lme4 already drops).  An explicit calc.derivs wins.  With an
+# older lme4, pylmer fits with calc.derivs = FALSE and, when the policy says so, computes
+# the derivatives afterwards exactly as lme4's optimizer wrapper does (deriv12 of the
+# deviance function at the optimum, then checkConv), storing them in optinfo.
+.pylmer_lmer_conv_policy <- function(control) {
+  list(
+    user = control[["calc.derivs"]],
+    nobsmax = if (is.null(control[["check.conv.nobsmax"]])) 1e4 else control[["check.conv.nobsmax"]],
+    nparmax = if (is.null(control[["check.conv.nparmax"]])) 10 else control[["check.conv.nparmax"]],
+    native = "check.conv.nobsmax" %in% names(formals(lme4::lmerControl))
+  )
+}
+
+# The control of the fit itself: calc.derivs = FALSE when the policy decides later.
+.pylmer_lmer_fit_control <- function(control, policy) {
+  if (is.null(policy$user) && !policy$native) {
+    control <- c(control[setdiff(names(control), "calc.derivs")], list(calc.derivs = FALSE))
+  }
+  .pylmer_lmer_control(control)
+}
+
+# Apply the policy to a fitted model: returns list(model, note); `note` says why the
+# checks were skipped (or NULL).
+.pylmer_lmer_conv_checks <- function(m, policy) {
+  if (!is.null(policy$user)) return(list(model = m, note = NULL))
+  nobs <- stats::nobs(m)
+  npar <- length(m@theta)
+  why <- c(
+    if (nobs >= policy$nobsmax) {
+      sprintf("%d observations (check_conv_nobsmax = %d)", nobs, as.integer(policy$nobsmax))
+    },
+    if (npar >= policy$nparmax) {
+      sprintf("%d variance parameters (check_conv_nparmax = %d)", npar,
+              as.integer(policy$nparmax))
+    }
+  )
+  cc <- eval(m@call$control)$checkConv
+  sing_tol <- cc$check.conv.singular$tol
+  singular <- any(m@theta[m@lower == 0] < sing_tol)
+  if (singular && !length(why)) why <- "a singular fit"
+  if (length(why)) {
+    note <- paste0("derivative-based convergence checks skipped (lme4 >= 1.1-38 policy): ",
+                   paste(why, collapse = " and "),
+                   "; LmerControl(calc_derivs=True) runs them")
+    return(list(model = m, note = note))
+  }
+  if (policy$native) return(list(model = m, note = NULL))
+  devfun <- lme4::getME(m, "devfun")  # the model's own objects: restored on exit
+  theta <- as.numeric(m@theta) + 0
+  on.exit(devfun(theta + 0), add = TRUE)
+  derivs <- lme4:::deriv12(devfun, theta, fx = devfun(theta + 0))
+  conv <- lme4:::checkConv(derivs, theta, ctrl = cc, lbound = m@lower)
+  m@optinfo$derivs <- derivs
+  m@optinfo$conv$lme4 <- if (is.null(conv)) list() else conv
+  list(model = m, note = NULL)
+}
+
+# The derivatives the convergence checks used (NULL when they were skipped).
+.pylmer_lmer_derivs <- function(m) {
+  d <- m@optinfo$derivs
+  if (is.null(d)) return(NULL)
+  list(gradient = unname(d$gradient), hessian = unname(as.matrix(d$Hessian)))
 }
 
 # ------------------------------------------------------------------ lme4's errors explained
@@ -145,8 +241,10 @@
   environment(f) <- env
   na <- if (identical(na_action, "error")) quote(stats::na.fail) else quote(stats::na.omit)
   # the control goes into the call as a value: bootMer() evaluates it in its caller
+  policy <- .pylmer_lmer_conv_policy(control)
   call <- bquote(lme4::lmer(.(f), data = data, REML = .(REML),
-                            control = .(.pylmer_lmer_control(control)), na.action = .(na)))
+                            control = .(.pylmer_lmer_fit_control(control, policy)),
+                            na.action = .(na)))
   if (!is.null(weights)) {
     if (is.character(weights)) {
       if (!weights %in% names(data)) {
@@ -163,8 +261,12 @@
   vars <- intersect(c(all.vars(f), if (is.character(weights)) weights), names(data))
   model <- tryCatch(eval(call, env), error = function(e) .pylmer_lmer_explain(e, f, data, vars))
   n_na <- vapply(vars, function(v) sum(is.na(data[[v]])), 0L)
-  c(list(model = model, na_counts = n_na[n_na > 0L]), .pylmer_lmer_extract(model),
-    list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
+  checked <- .pylmer_lmer_conv_checks(model, policy)
+  model <- checked$model
+  out <- c(list(model = model, na_counts = n_na[n_na > 0L]), .pylmer_lmer_extract(model),
+           list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
+  out$messages <- c(out$messages, checked$note)
+  out
 }
 
 # Every accessor of a fitted model, as plain vectors and data frames.
@@ -179,8 +281,7 @@
     as.data.frame(r, optional = TRUE)
   })
   coefs <- lapply(stats::coef(m), function(r) as.data.frame(r, optional = TRUE))
-  vc <- as.data.frame(lme4::VarCorr(m))
-  names(vc) <- c("group", "var1", "var2", "variance", "sd_or_cor")
+  vc <- .pylmer_varcorr(m)
   ll <- stats::logLik(m)
   conv <- m@optinfo$conv
   lme4_messages <- as.character(unlist(conv$lme4$messages))
@@ -343,9 +444,15 @@
     list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
 }
 
-.pylmer_lmer_confint <- function(m, method = "Wald", level = 0.95, nsim = 500L, seed = NULL) {
+# confint.merMod with every argument pylmer passes: parm, boot.type and the profile
+# options (maxpts, delta, delta.cutoff) as a list.
+.pylmer_lmer_confint <- function(m, method = "Wald", level = 0.95, nsim = 500L, seed = NULL,
+                                 parm = NULL, boot_type = "perc", profile_args = NULL) {
   if (!is.null(seed)) set.seed(seed)
-  ci <- stats::confint(m, method = method, level = level, nsim = nsim, quiet = TRUE)
+  args <- c(list(level = level, method = method, nsim = nsim, boot.type = boot_type,
+                 quiet = TRUE),
+            if (!is.null(parm)) list(parm = as.character(parm)), profile_args)
+  ci <- do.call(stats::confint, c(list(quote(m)), args))
   as.matrix(ci)
 }
 

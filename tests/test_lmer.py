@@ -124,7 +124,11 @@ def check_model(m: LmerModel, ref: dict, data: pd.DataFrame, *, satterthwaite: b
     close(m.residuals, ref["residuals"], "residuals")
     assert m.fitted.index.equals(data.index)
     assert m.is_singular == ref["is_singular"]
-    assert list(m.messages) == [str(s) for s in np.atleast_1d(ref["messages"] or [])]
+    # pylmer adds a note when it skips lme4's derivative checks (lme4 1.1-38's policy on
+    # large data, tests/test_control.py); everything else is lme4's
+    skipped = "derivative-based convergence checks skipped"
+    mine = [s for s in m.messages if not s.startswith(skipped)]
+    assert mine == [str(s) for s in np.atleast_1d(ref["messages"] or [])]
     nd = new_data(data, list(np.atleast_1d(ref["meta"]["groups"])))
     close(m.predict(nd), ref["predict_new"], "predict with a new level")
     close(m.predict(nd, include_random=False), ref["predict_new_fixed"], "predict fixed part")

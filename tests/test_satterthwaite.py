@@ -166,6 +166,6 @@ def test_summary_cost_is_not_paid_twice(sleep_model, monkeypatch):
 
     monkeypatch.setattr(_r, "call", fail)
     monkeypatch.setattr(_r, "call_with_conditions", fail)
-    sleep_model.fixef
+    assert "df" in sleep_model.fixef
     sleep_model.summary()
     sleep_model._repr_html_()
