@@ -355,11 +355,12 @@ def test_nested_and_crossed_random_parts_fit_and_index_by_original_values():
     crossed.fit(X, y)
     assert list(crossed.ranef_["day"].index) == [float(t) for t in range(6)]
     # crossed effects: every row's prediction uses both factors' effects
-    ref = pylmer.lmer(f"y_mixed_obs ~ {' + '.join(SLOPES)} + (1 | individus) + (1 | day)",
-                      df.assign(day=df["day"].astype(str)), reml=False)  # fmt: skip
+    as_text = df.assign(day=df["day"].astype(str))
+    ref = pylmer.lmer(
+        f"y_mixed_obs ~ {' + '.join(SLOPES)} + (1 | individus) + (1 | day)", as_text, reml=False
+    )
     np.testing.assert_allclose(crossed.lmer_.loglik, ref.loglik, rtol=1e-6)
-    np.testing.assert_allclose(crossed.predict(X), ref.predict(df.assign(day=df["day"].astype(str))),
-                               rtol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(crossed.predict(X), ref.predict(as_text), rtol=1e-4)
 
 
 @pytest.mark.parametrize(
