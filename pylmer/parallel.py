@@ -14,8 +14,7 @@ or -- unchanged code -- the workers of a Dask cluster under
 * A refit that fails gives a row of NaN, counted and reported with its error; the others
   go on.
 
-A worker needs what the parent needs: R with lme4 (and lmerTest for Satterthwaite
-p-values), and pylmer importable.
+A worker needs what the parent needs: R with lme4, and pylmer importable.
 """
 
 from __future__ import annotations
@@ -606,7 +605,7 @@ class LmerManyResults:
     ----------
     fixef : pandas.DataFrame
         ``response``, ``term``, ``estimate``, ``std_error``, ``t_value``, ``df``,
-        ``p_value`` (Satterthwaite, lmerTest).
+        ``p_value`` (Satterthwaite, as lmerTest computes them).
     varcorr : pandas.DataFrame
         ``response``, ``group``, ``var1``, ``var2``, ``variance``, ``sd_or_cor``.
     fit : pandas.DataFrame
@@ -702,8 +701,9 @@ def lmer_many(
     control : LmerControl or dict, optional
         lmerControl options of the template fit (see :func:`pylmer.lmer`).
     satterthwaite : bool
-        Satterthwaite ``df`` and ``p_value`` with lmerTest (about 3x the cost of the fit
-        itself on small data); if False (or lmerTest is missing) they are NaN.
+        Satterthwaite ``df`` and ``p_value`` (pylmer's computation from each refitted
+        model, equal to lmerTest's; about the cost of the refit itself on small data);
+        if False they are NaN.
     n_jobs : int, optional
         joblib's ``n_jobs``.
     progress : bool, optional

@@ -190,8 +190,8 @@
 
 # Fit the template's right-hand side to each column of Y (one value per row of the
 # template's data): refit() when the response is complete on the template's rows, a
-# fresh lmer() on the complete rows otherwise.  Satterthwaite df / p-values (lmerTest)
-# when `satterthwaite`.  Returns three data frames: fixef, varcorr, fit.
+# fresh lmer() on the complete rows otherwise.  Satterthwaite df / p-values when
+# `satterthwaite`.  Returns three data frames: fixef, varcorr, fit.
 .pylmer_many_chunk <- function(template, Y, responses, satterthwaite = TRUE) {
   Y <- as.matrix(Y)
   env <- environment(stats::formula(template))
@@ -199,7 +199,6 @@
   call <- stats::getCall(template)
   control <- .pylmer_par_control(template)
   used <- as.integer(rownames(template@frame))
-  lmertest <- satterthwaite && requireNamespace("lmerTest", quietly = TRUE)
   k <- ncol(Y)
   fixef <- vector("list", k)
   vcs <- vector("list", k)
@@ -232,15 +231,14 @@
       }
       cf <- stats::coef(summary(model))
       df <- p <- rep(NA_real_, nrow(cf))
-      if (lmertest) {
-        # lmerTest rebuilds the deviance function from the model's call, evaluated
-        # where `data` holds this response (refit() keeps the template's call)
-        fenv <- new.env(parent = env)
-        fenv$data <- local_data
-        fenv$model <- model
-        tab <- summary(eval(quote(lmerTest::as_lmerModLmerTest(model)), fenv))$coefficients
-        df <- unname(tab[, "df"])
-        p <- unname(tab[, "Pr(>|t|)"])
+      if (satterthwaite) {
+        # pylmer's Satterthwaite computation (satterthwaite.R, equal to lmerTest's), from
+        # the fitted model itself: lmerTest would rebuild the deviance function from the
+        # call, i.e. from the template's response after refit()
+        sat <- .pylmer_lmer_satterthwaite_table(model)
+        for (note in sat$notes) warning(note, call. = FALSE)
+        df <- unname(sat$table$df)
+        p <- unname(sat$table$p_value)
       }
       list(model = model, cf = cf, df = df, p = p)
     })
