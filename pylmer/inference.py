@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import _r
 from ._data import as_pandas
-from .errors import RError
+from .errors import InvalidArgumentError, RError
 
 __all__ = [
     "CODINGS",
@@ -75,7 +75,7 @@ _LMERTEST: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDict
 def _handle(model: Any) -> Any:
     getter = getattr(model, "_mermod", None)
     if getter is None:
-        raise TypeError(
+        raise InvalidArgumentError(
             f"expected a fitted pylmer model (LmerModel, GlmerModel), not {type(model).__name__}"
         )
     return getter()
@@ -84,7 +84,7 @@ def _handle(model: Any) -> Any:
 def _ddf(ddf: str, allowed: Sequence[str] = ("satterthwaite", "kenward-roger", "lme4")) -> str:
     key = _DDF.get(str(ddf).lower())
     if key is None or key not in allowed:
-        raise ValueError(f"ddf must be one of {list(allowed)}, not {ddf!r}")
+        raise InvalidArgumentError(f"ddf must be one of {list(allowed)}, not {ddf!r}")
     return key
 
 
@@ -126,7 +126,7 @@ def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
         return [value]
     names = list(value)
     if not names or not all(isinstance(v, str) for v in names):
-        raise ValueError(f"{what} must be a column name or a list of column names")
+        raise InvalidArgumentError(f"{what} must be a column name or a list of column names")
     return names
 
 
@@ -147,14 +147,14 @@ def normalize_contrasts(contrasts: Mapping[str, str] | None) -> tuple[tuple[str,
     if contrasts is None:
         return ()
     if not isinstance(contrasts, Mapping):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"contrasts must be a dict of column -> coding, not {type(contrasts).__name__}"
         )
     out = []
     for column, coding in contrasts.items():
         name = str(coding).removeprefix("contr.")
         if not isinstance(column, str) or name not in CODINGS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"contrasts[{column!r}] is {coding!r}; use one of {', '.join(CODINGS)}"
             )
         out.append((column, name))
@@ -190,10 +190,10 @@ def anova(
         ``ddf="lme4"``); R's heading in ``.attrs["heading"]``.
     """
     if type not in (1, 2, 3):
-        raise ValueError(f"type must be 1, 2 or 3, not {type!r}")
+        raise InvalidArgumentError(f"type must be 1, 2 or 3, not {type!r}")
     ddf = _ddf(ddf)
     if ddf == "lme4" and type != 1:
-        raise ValueError("ddf='lme4' gives lme4's sequential table: use type=1")
+        raise InvalidArgumentError("ddf='lme4' gives lme4's sequential table: use type=1")
     return _table(_call("anova", ".pylmer_inf_anova", _lmertest(model), type=int(type), ddf=ddf))
 
 
@@ -295,7 +295,7 @@ def _parse_specs(
 ) -> tuple[list[str], list[str] | None]:
     if isinstance(specs, str) and "|" in specs:
         if by is not None:
-            raise ValueError("give `by` either in specs ('a | b') or as by=, not both")
+            raise InvalidArgumentError("give `by` either in specs ('a | b') or as by=, not both")
         left, right = specs.split("|", 1)
         specs = [s.strip() for s in left.replace("*", "+").split("+") if s.strip()]
         by = [s.strip() for s in right.replace("*", "+").split("+") if s.strip()]
@@ -303,7 +303,7 @@ def _parse_specs(
         specs = [s.strip() for s in specs.replace("*", "+").split("+") if s.strip()]
     names = _names(specs, "specs")
     if not names:
-        raise ValueError("specs must name at least one variable")
+        raise InvalidArgumentError("specs must name at least one variable")
     return names, _names(by, "by")
 
 
@@ -367,17 +367,17 @@ def emmeans(
     handle = _handle(model)
     names, by_names = _parse_specs(specs, by)
     if type not in ("response", "link"):
-        raise ValueError(f"type must be 'response' or 'link', not {type!r}")
+        raise InvalidArgumentError(f"type must be 'response' or 'link', not {type!r}")
     if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1, not {level}")
+        raise InvalidArgumentError(f"level must be between 0 and 1, not {level}")
     if pairwise:
         if contrasts not in (None, "pairwise"):
-            raise ValueError("give either pairwise=True or contrasts=..., not both")
+            raise InvalidArgumentError("give either pairwise=True or contrasts=..., not both")
         contrasts = "pairwise"
     method: Any = None
     if isinstance(contrasts, str):
         if contrasts not in _CONTRAST_METHODS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"contrasts must be one of {list(_CONTRAST_METHODS)} or a dict of weights, "
                 f"not {contrasts!r}"
             )
@@ -387,24 +387,30 @@ def emmeans(
         for name, weights in contrasts.items():
             values = np.asarray(weights, dtype=float)
             if values.ndim != 1 or not np.isfinite(values).all():
-                raise ValueError(f"contrast {name!r} needs a list of finite weights")
+                raise InvalidArgumentError(f"contrast {name!r} needs a list of finite weights")
             method[str(name)] = values
     elif contrasts is not None:
-        raise TypeError(f"contrasts must be a string or a dict, not {type_name(contrasts)}")
+        raise InvalidArgumentError(
+            f"contrasts must be a string or a dict, not {type_name(contrasts)}"
+        )
     if adjust is not None and method is None:
-        raise ValueError("adjust applies to contrasts: pass pairwise=True or contrasts=...")
+        raise InvalidArgumentError(
+            "adjust applies to contrasts: pass pairwise=True or contrasts=..."
+        )
     ddf_key = None
     if ddf is not None:
         ddf_key = str(ddf).lower().replace("_", "-")
         ddf_key = {"kr": "kenward-roger"}.get(ddf_key, ddf_key)
         if ddf_key not in ("satterthwaite", "kenward-roger", "asymptotic"):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ddf must be 'satterthwaite', 'kenward-roger' or 'asymptotic', not {ddf!r}"
             )
     at_r = None
     if at is not None:
         if not isinstance(at, Mapping):
-            raise TypeError(f"at must be a dict of column -> values, not {type_name(at)}")
+            raise InvalidArgumentError(
+                f"at must be a dict of column -> values, not {type_name(at)}"
+            )
         at_r = {}
         for key, values in at.items():
             listlike = isinstance(values, Sequence | np.ndarray | pd.Series)
@@ -510,9 +516,11 @@ def predict_interval(
         with ``newdata``'s index.
     """
     if interval not in ("confidence", "prediction"):
-        raise ValueError(f"interval must be 'confidence' or 'prediction', not {interval!r}")
+        raise InvalidArgumentError(
+            f"interval must be 'confidence' or 'prediction', not {interval!r}"
+        )
     if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1, not {level}")
+        raise InvalidArgumentError(f"level must be between 0 and 1, not {level}")
     handle = _handle(model)
     kwargs = dict(
         include_random=bool(include_random),
@@ -648,12 +656,16 @@ def tidy(
     chosen = [effects] if isinstance(effects, str) else list(effects)
     bad = [e for e in chosen if e not in _EFFECTS]
     if bad or not chosen:
-        raise ValueError(f"effects must be among {list(_EFFECTS)}, not {bad or effects!r}")
+        raise InvalidArgumentError(
+            f"effects must be among {list(_EFFECTS)}, not {bad or effects!r}"
+        )
     methods = {"wald": "Wald", "profile": "profile", "boot": "boot"}
     if conf_method not in methods:
-        raise ValueError(f"conf_method must be one of {list(methods)}, not {conf_method!r}")
+        raise InvalidArgumentError(
+            f"conf_method must be one of {list(methods)}, not {conf_method!r}"
+        )
     if not 0 < conf_level < 1:
-        raise ValueError(f"conf_level must be between 0 and 1, not {conf_level}")
+        raise InvalidArgumentError(f"conf_level must be between 0 and 1, not {conf_level}")
     ddf = _ddf(ddf)
     handle = _handle(model)
     mt = _lmertest(model) if ("fixed" in chosen and ddf != "lme4" and _is_lmm(model)) else None

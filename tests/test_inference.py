@@ -12,7 +12,7 @@ import pytest
 from _refcache import reference
 
 import pylmer
-from pylmer import DataError, datasets, inference
+from pylmer import DataError, InvalidArgumentError, datasets, inference
 
 pytestmark = pytest.mark.usefixtures("r_session")
 
@@ -247,7 +247,7 @@ def test_emmeans_errors(polite):
         pylmer.emmeans(polite, "cond", contrasts="everything")
     with pytest.raises(ValueError, match="adjust"):
         pylmer.emmeans(polite, "cond", adjust="holm")
-    with pytest.raises(TypeError, match="fitted pylmer model"):
+    with pytest.raises(InvalidArgumentError, match="fitted pylmer model"):
         pylmer.emmeans("model", "cond")
     # R stays usable
     assert len(pylmer.emmeans(polite, "gender", ddf="asymptotic").means) == 2
@@ -311,7 +311,7 @@ def test_contrasts_errors():
     data["score"] = np.arange(len(data), dtype=float)
     with pytest.raises(DataError, match=r"'score'.*numeric"):
         pylmer.lmer("pitch ~ score + (1 | subject)", data, contrasts={"score": "sum"})
-    with pytest.raises(TypeError, match="dict"):
+    with pytest.raises(InvalidArgumentError, match="dict"):
         pylmer.lmer(FORMULA, data, contrasts="sum")
 
 
@@ -485,7 +485,7 @@ def test_prediction_interval_coverage_simulation():
 
 
 def test_inference_needs_a_model():
-    with pytest.raises(TypeError, match="fitted pylmer model"):
+    with pytest.raises(InvalidArgumentError, match="fitted pylmer model"):
         inference.anova(object())
-    with pytest.raises(TypeError, match="fitted pylmer model"):
+    with pytest.raises(InvalidArgumentError, match="fitted pylmer model"):
         inference.tidy(pd.DataFrame())
