@@ -20,7 +20,7 @@ from .errors import (
 from .glmer import GlmerModel, glmer
 from .inference import emmeans
 from .lmer import LmerControl, LmerModel, anova, lmer
-from .mixedml import MixedMLRegressor
+from .mixedml import MixedMLClassifier, MixedMLRegressor
 from .parallel import LmerManyResults, bootstrap, lmer_many
 from .sklearn import GlmerClassifier, GlmerRegressor, LmerRegressor
 
@@ -61,6 +61,7 @@ __all__ = [
     "LmerManyResults",
     "LmerModel",
     "LmerRegressor",
+    "MixedMLClassifier",
     "MixedMLRegressor",
     "NotFittedError",
     "PylmerError",
