@@ -226,12 +226,19 @@ def test_dask_cluster_equals_serial(
     cv = GroupKFold(n_splits=3)
     groups = sleep["Subject"]
     serial_cv = cross_val_score(est, sleep, sleep["Reaction"], cv=cv, groups=groups)
+    mixed = pylmer.MixedMLRegressor(
+        random_effects="(1 + Days | Subject)", features=["Days"], max_iter=5
+    )
+    X = sleep[["Days", "Subject"]]
+    serial_mixed = cross_val_score(mixed, X, sleep["Reaction"], cv=cv, groups=groups)
     with joblib.parallel_config(backend="dask"):
         draws = P.bootstrap(model, nsim=30, seed=42, n_jobs=2, old_names=True)
         many = pylmer.lmer_many("~ Days + (Days | Subject)", data, responses, n_jobs=2)
         dask_cv = cross_val_score(est, sleep, sleep["Reaction"], cv=cv, groups=groups, n_jobs=2)
+        dask_mixed = cross_val_score(mixed, X, sleep["Reaction"], cv=cv, groups=groups, n_jobs=2)
     # the work ran in the cluster's worker processes
     assert dask_client.run(lambda: __import__("pylmer")._r.started())
     np.testing.assert_allclose(draws.to_numpy(), serial_draws.to_numpy(), rtol=1e-10)
     _assert_many_equal(many, serial_many)
     np.testing.assert_allclose(dask_cv, serial_cv, rtol=1e-10)
+    np.testing.assert_allclose(dask_mixed, serial_mixed, rtol=1e-8)
