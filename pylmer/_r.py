@@ -318,8 +318,14 @@ def _raw_call(fun: str, *args: Any, **kwargs: Any) -> Any:
     env = _state["env"]
     rargs = ri.ListSexpVector([_to_r(a) for a in args] + [_to_r(v) for v in kwargs.values()])
     rargs.do_slot_assign("names", ri.StrSexpVector([""] * len(args) + list(kwargs)))
+    if _state.get("sigint_hits"):  # Ctrl-C while the arguments were converted
+        raise KeyboardInterrupt
     # the helper goes by name: R looks it up (errors if missing) and error calls stay short
-    out = env.find(".pylmer_call")(ri.StrSexpVector([fun]), rargs)
+    _state["in_r"] = True
+    try:
+        out = env.find(".pylmer_call")(ri.StrSexpVector([fun]), rargs)
+    finally:
+        _state["in_r"] = False
     return _from_r(out)
 
 
@@ -378,11 +384,15 @@ def _interruptible() -> Iterator[None]:
     from rpy2.rinterface_lib import openrlib
 
     rlib = openrlib.rlib
-    hits: list[int] = []
+    hits: list[int] = _state.setdefault("sigint_hits", [])
+    hits.clear()
 
     def handler(signum: int, frame: Any) -> None:
         hits.append(signum)
-        rlib.R_interrupts_pending = 1
+        # only while R evaluates: set during a conversion, R would act on the flag in
+        # its next garbage collection, outside any R context, and abort the process
+        if _state.get("in_r"):
+            rlib.R_interrupts_pending = 1
 
     signal.signal(signal.SIGINT, handler)
     _state["sigint_installed"] = True
@@ -391,9 +401,11 @@ def _interruptible() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _state["sigint_installed"] = False
-        if hits:
+        interrupted = bool(hits)
+        hits.clear()
+        if interrupted:
             rlib.R_interrupts_pending = 0
-    if hits:
+    if interrupted:
         raise KeyboardInterrupt
 
 
