@@ -188,6 +188,33 @@
        messages = c(as.character(unlist(conv$lme4$messages)), opt_warnings))
 }
 
+# VarCorr of a fitted LMM as as.data.frame(VarCorr(m)) lays it out (per term: variances,
+# then covariances in lower-triangle column order; the residual last), from theta and
+# sigma directly: `variance` (vcov) and `sd_or_cor` (sdcor) columns only.
+.pylmer_many_vc_layout <- function(m) {
+  vc <- as.data.frame(lme4::VarCorr(m))
+  list(group = vc$grp, var1 = vc$var1, var2 = vc$var2)
+}
+
+.pylmer_many_vc_values <- function(m) {
+  s <- stats::sigma(m)
+  theta <- m@theta
+  nc <- lengths(m@cnms)
+  vcov <- sdcor <- numeric()
+  pos <- 0L
+  for (k in nc) {
+    L <- matrix(0, k, k)
+    L[lower.tri(L, diag = TRUE)] <- theta[pos + seq_len(k * (k + 1L) / 2L)]
+    pos <- pos + k * (k + 1L) / 2L
+    S <- s^2 * tcrossprod(L)
+    sd <- sqrt(diag(S))
+    low <- lower.tri(S)
+    vcov <- c(vcov, diag(S), S[low])
+    sdcor <- c(sdcor, sd, (S / outer(sd, sd))[low])
+  }
+  list(variance = c(vcov, s^2), sd_or_cor = c(sdcor, s))
+}
+
 # Fit the template's right-hand side to each column of Y (one value per row of the
 # template's data): refit() when the response is complete on the template's rows, a
 # fresh lmer() on the complete rows otherwise.  Satterthwaite df / p-values when
@@ -199,82 +226,92 @@
   call <- stats::getCall(template)
   control <- .pylmer_par_control(template)
   used <- as.integer(rownames(template@frame))
+  terms <- names(lme4::fixef(template))
+  layout <- .pylmer_many_vc_layout(template)
+  p <- length(terms)
+  q <- length(layout$group)
   k <- ncol(Y)
-  fixef <- vector("list", k)
-  vcs <- vector("list", k)
-  fit <- vector("list", k)
+  est <- se <- dfs <- pv <- matrix(NA_real_, p, k)
+  vc_var <- vc_sd <- matrix(NA_real_, q, k)
+  ok <- logical(k)
+  nobs <- rep(NA_integer_, k)
+  loglik <- remlcrit <- sigma <- rep(NA_real_, k)
+  singular <- rep(NA, k)
+  converged <- logical(k)
+  method <- rep(NA_character_, k)
+  messages <- error <- rep(NA_character_, k)
   for (j in seq_len(k)) {
     y <- as.numeric(Y[, j])
-    local_data <- data
-    local_data$.pylmer_y <- y
-    method <- NA_character_
     r <- .pylmer_par_try({
       yu <- y[used]
       obs <- y[!is.na(y)]
       if (!length(obs)) stop("all values of the response are missing")
       if (any(!is.finite(obs))) stop("the response holds infinite values")
-      if (anyNA(yu)) {
-        method <- "lmer"
-        yu <- yu[!is.na(yu)]
-      } else {
-        method <- "refit"
-      }
+      method[j] <- if (anyNA(yu)) "lmer" else "refit"
+      yu <- yu[!is.na(yu)]
       if (length(yu) && all(yu == yu[1L])) {
         stop("the response is constant (every used value is ", format(yu[1L]), ")")
       }
-      if (method == "refit") {
+      if (method[j] == "refit") {
         model <- lme4::refit(template, yu, control = control)
       } else {
         fenv <- new.env(parent = globalenv())
-        fenv$data <- local_data
+        fenv$data <- data
+        fenv$data$.pylmer_y <- y
         model <- eval(call, fenv)
       }
-      cf <- stats::coef(summary(model))
-      df <- p <- rep(NA_real_, nrow(cf))
+      sat <- NULL
       if (satterthwaite) {
         # pylmer's Satterthwaite computation (satterthwaite.R, equal to lmerTest's), from
         # the fitted model itself: lmerTest would rebuild the deviance function from the
         # call, i.e. from the template's response after refit()
         sat <- .pylmer_lmer_satterthwaite_table(model)
         for (note in sat$notes) warning(note, call. = FALSE)
-        df <- unname(sat$table$df)
-        p <- unname(sat$table$p_value)
       }
-      list(model = model, cf = cf, df = df, p = p)
+      list(model = model, sat = sat$table)
     })
-    resp <- responses[j]
-    conds <- paste(r$conditions, collapse = "; ")
+    if (length(r$conditions)) messages[j] <- paste(r$conditions, collapse = "; ")
     if (is.null(r$value)) {
-      fit[[j]] <- data.frame(response = resp, nobs = NA_integer_, loglik = NA_real_,
-                             reml_criterion = NA_real_, sigma = NA_real_, singular = NA,
-                             converged = FALSE, method = method, messages = conds,
-                             error = r$error, stringsAsFactors = FALSE)
+      error[j] <- r$error
       next
     }
     model <- r$value$model
-    cf <- r$value$cf
+    ok[j] <- TRUE
+    beta <- lme4::fixef(model)
+    s <- stats::sigma(model)
+    est[, j] <- beta
+    se[, j] <- s * sqrt(diag(model@pp$unsc()))  # vcov.merMod's diagonal
+    if (!is.null(r$value$sat)) {
+      dfs[, j] <- r$value$sat$df
+      pv[, j] <- r$value$sat$p_value
+    }
+    vc <- .pylmer_many_vc_values(model)
+    vc_var[, j] <- vc$variance
+    vc_sd[, j] <- vc$sd_or_cor
     st <- .pylmer_many_status(model)
     msgs <- unique(c(st$messages, r$conditions))
-    fixef[[j]] <- data.frame(response = resp, term = rownames(cf), estimate = cf[, 1L],
-                             std_error = cf[, 2L], t_value = cf[, 3L], df = r$value$df,
-                             p_value = r$value$p, stringsAsFactors = FALSE, row.names = NULL)
-    vc <- as.data.frame(lme4::VarCorr(model))
-    vcs[[j]] <- data.frame(response = resp, group = vc$grp, var1 = vc$var1, var2 = vc$var2,
-                           variance = vc$vcov, sd_or_cor = vc$sdcor,
-                           stringsAsFactors = FALSE)
-    fit[[j]] <- data.frame(response = resp, nobs = as.integer(stats::nobs(model)),
-                           loglik = as.numeric(stats::logLik(model)),
-                           reml_criterion = if (lme4::isREML(model)) lme4::REMLcrit(model)
-                                            else NA_real_,
-                           sigma = stats::sigma(model), singular = lme4::isSingular(model),
-                           converged = st$converged, method = method,
-                           messages = paste(msgs, collapse = "; "), error = NA_character_,
-                           stringsAsFactors = FALSE)
+    messages[j] <- if (length(msgs)) paste(msgs, collapse = "; ") else NA_character_
+    nobs[j] <- as.integer(stats::nobs(model))
+    loglik[j] <- as.numeric(stats::logLik(model))
+    remlcrit[j] <- if (lme4::isREML(model)) lme4::REMLcrit(model) else NA_real_
+    sigma[j] <- s
+    singular[j] <- lme4::isSingular(model)
+    converged[j] <- st$converged
   }
-  bind <- function(x) {
-    x <- Filter(Negate(is.null), x)
-    if (!length(x)) return(NULL)
-    do.call(rbind, x)
-  }
-  list(fixef = bind(fixef), varcorr = bind(vcs), fit = bind(fit))
+  good <- which(ok)
+  fixef <- data.frame(response = rep(responses[good], each = p), term = rep(terms, length(good)),
+                      estimate = c(est[, good]), std_error = c(se[, good]),
+                      t_value = c(est[, good] / se[, good]), df = c(dfs[, good]),
+                      p_value = c(pv[, good]), stringsAsFactors = FALSE)
+  varcorr <- data.frame(response = rep(responses[good], each = q),
+                        group = rep(layout$group, length(good)),
+                        var1 = rep(layout$var1, length(good)),
+                        var2 = rep(layout$var2, length(good)),
+                        variance = c(vc_var[, good]), sd_or_cor = c(vc_sd[, good]),
+                        stringsAsFactors = FALSE)
+  fit <- data.frame(response = responses, nobs = nobs, loglik = loglik,
+                    reml_criterion = remlcrit, sigma = sigma, singular = singular,
+                    converged = converged, method = method, messages = messages,
+                    error = error, stringsAsFactors = FALSE)
+  list(fixef = fixef, varcorr = varcorr, fit = fit)
 }
