@@ -66,7 +66,12 @@ _DDF = {
 
 # lmerTest's version of each model (Satterthwaite's Hessian is computed once per fit),
 # keyed by the model and checked against its current R handle
-_LMERTEST: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+_LMERTEST: weakref.WeakKeyDictionary[Any, tuple[Any, bool, Any]] = weakref.WeakKeyDictionary()
+#: True: the Hessian and Jacobian of Satterthwaite's method come from pylmer's own
+#: computation (r_scripts/satterthwaite.R, the df of ``m.fixef``); False: from lmerTest's
+#: ``as_lmerModLmerTest`` (numerical derivatives, about 6x the deviance evaluations).  The
+#: tests compare both with lmerTest; bench/inference.py times both.
+OWN_SATTERTHWAITE = True
 
 
 # ------------------------------------------------------------------ helpers
@@ -102,11 +107,11 @@ def _lmertest(model: Any) -> Any:
     """Return the R handle of lmerTest's version of ``model`` (computed once per fit)."""
     handle = _handle(model)
     cached = _LMERTEST.get(model)
-    if cached is not None and cached[0] is handle:
-        return cached[1]
-    mt = _call("lmerTest", ".pylmer_inf_lmertest", handle)
+    if cached is not None and cached[0] is handle and cached[1] == OWN_SATTERTHWAITE:
+        return cached[2]
+    mt = _call("lmerTest", ".pylmer_inf_lmertest", handle, own=OWN_SATTERTHWAITE)
     try:
-        _LMERTEST[model] = (handle, mt)
+        _LMERTEST[model] = (handle, OWN_SATTERTHWAITE, mt)
     except TypeError:  # not weak-referenceable: no cache
         pass
     return mt

@@ -51,12 +51,25 @@
 # ------------------------------------------------------------------ lmerTest
 
 # The lmerTest version of a fitted lmerMod (Satterthwaite's Hessian etc. computed once;
-# pylmer caches the result).  lmerTest looks the data up in the fit's environment.
-.pylmer_inf_lmertest <- function(m) {
+# pylmer caches the result).  With `own`, the Hessian of the deviance and the Jacobian of
+# vcov(beta) come from pylmer's own computation (satterthwaite.R: the numbers of lmerTest's
+# definition, with far fewer deviance evaluations, and the same df as m.fixef); else from
+# lmerTest's as_lmerModLmerTest(), which looks the data up in the fit's environment.
+.pylmer_inf_lmertest <- function(m, own = TRUE) {
   if (inherits(m, "lmerModLmerTest")) return(m)
   if (!inherits(m, "lmerMod")) stop("lmerTest applies to linear mixed models (lmer) only")
   if (!requireNamespace("lmerTest", quietly = TRUE)) {
     stop("the R package lmerTest is not installed (Debian: r-cran-lmertest)")
+  }
+  if (own && exists(".pylmer_satt_parts", mode = "function")) {
+    parts <- .pylmer_satt_parts(m)
+    for (note in parts$notes) warning(note, call. = FALSE)
+    mt <- methods::as(m, "lmerModLmerTest")
+    mt@sigma <- stats::sigma(m)
+    mt@vcov_beta <- parts$vcov_beta
+    mt@vcov_varpar <- parts$vcov_varpar
+    mt@Jac_list <- parts$Jac_list
+    return(mt)
   }
   mt <- eval(quote(lmerTest::as_lmerModLmerTest(model)), list(model = m),
              enclos = environment(stats::formula(m)))

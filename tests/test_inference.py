@@ -128,6 +128,21 @@ def test_anova_lme4_table_and_type3_does_not_depend_on_coding(polite, polite_sum
         polite.anova(type=4)
 
 
+def test_lmertest_derivatives_give_the_same_tables(polite, monkeypatch):
+    """Both sources of Satterthwaite's Hessian/Jacobian equal lmerTest's tables."""
+    r = ref("politeness_treatment")
+    monkeypatch.setattr(inference, "OWN_SATTERTHWAITE", False)
+    same_table(polite.anova(type=3), r["anova"]["3 Satterthwaite"])
+    same_table(polite.drop1(), r["drop1"]["Satterthwaite"])
+
+
+def test_anova_df_equal_fixef_df(sleep):
+    # one-df term: the F test is the t test of m.fixef (pylmer's own Satterthwaite)
+    table = sleep.anova(type=3)
+    close(table.loc["Days", "DenDF"], sleep.fixef.loc["Days", "df"], rtol=1e-10)
+    close(table.loc["Days", "Pr(>F)"], sleep.fixef.loc["Days", "p_value"], rtol=1e-8)
+
+
 def test_ranova_drop1_equal_lmertest(polite, sleep, penicillin):
     r = ref("politeness_treatment")
     same_table(polite.ranova(), r["ranova"])
