@@ -13,11 +13,8 @@ checked refit on restore, new-data encoding, intervals).
 from __future__ import annotations
 
 import dataclasses
-import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -27,7 +24,7 @@ from . import _r
 from ._data import GroupLevels, as_pandas, check_text_columns, model_frame
 from .errors import DataError, FormulaError
 from .inference import normalize_contrasts
-from .lmer import LmerControl, LmerModel, _control, _matrix, _series, _strings
+from .lmer import LmerControl, LmerModel, _control, _strings, shared_results
 from .results import GlmerResults, format_glmer_summary, glmer_html
 
 __all__ = ["FAMILIES", "GlmerModel", "glmer"]
@@ -232,36 +229,20 @@ class GlmerModel(LmerModel):
 
     # ------------------------------------------------------------------ building
 
+    _R_FIT = ".pylmer_glmer_fit"
+    _R_WRITE_SCRIPT = ".pylmer_glmer_write_script"
+
     @classmethod
-    def _fit(cls, spec: _GlmerSpec, data: pd.DataFrame) -> GlmerModel:  # type: ignore[override]
-        ref = _r.bind(spec.levels.encode(data) if spec.levels is not None else data)
-        out, conditions = _r.call_with_conditions(
-            ".pylmer_glmer_fit",
-            ref,
-            spec.formula,
-            family=spec.family,
-            link=spec.link,
-            nAGQ=spec.nagq,
-            control=None if spec.control is None else spec.control.to_r(),
-            weights=spec.weights,
-            offset=spec.offset,
-            na_action=spec.na_action,
-            contrasts=dict(spec.contrasts) or None,
-            stacklevel=3,
-        )
-        model = cls._from_r(out, spec, data, conditions)
-        dropped = len(data) - model.results.nobs
-        if dropped:
-            counts = _series(out.get("na_counts"))
-            where = ", ".join(f"{k!r}: {int(v)}" for k, v in counts.items())
-            warnings.warn(
-                f"lme4 dropped {dropped} of {len(data)} rows with missing values in the "
-                f"model's columns (missing per column: {where}); fitted/residuals are NaN "
-                "there; pass na_action='error' to raise instead",
-                UserWarning,
-                stacklevel=3,
-            )
-        return model
+    def _r_args(cls, spec: _GlmerSpec) -> dict[str, Any]:  # type: ignore[override]
+        return {
+            "family": spec.family,
+            "link": spec.link,
+            "nAGQ": spec.nagq,
+            "control": None if spec.control is None else spec.control.to_r(),
+            "weights": spec.weights,
+            "offset": spec.offset,
+            "contrasts": dict(spec.contrasts) or None,
+        }
 
     @classmethod
     def _from_r(  # type: ignore[override]
@@ -271,59 +252,18 @@ class GlmerModel(LmerModel):
         data: pd.DataFrame,
         conditions: Sequence[str] = (),
     ) -> GlmerModel:
-        rows = np.atleast_1d(np.asarray(out["rows"], dtype=np.int64)) - 1
-
-        def aligned(values: Any) -> pd.Series:
-            full = np.full(len(data), np.nan)
-            full[rows] = np.atleast_1d(values)
-            return pd.Series(full, index=data.index)
-
-        levels = spec.levels if spec.levels is not None else GroupLevels()
-
-        def by_value(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-            for group, table in tables.items():
-                table.index = levels.decode_index(group, table.index)
-            return dict(tables)
-
-        fixef = out["fixef"]
-        fixef.index = pd.Index([str(i) for i in fixef.index], dtype=object)
+        shared = shared_results(out, spec, data, conditions)
         nb_theta = out["nb_theta"]
         results = GlmerResults(
             formula=spec.formula,
             family=str(out["family"]),
             link=str(out["link"]),
             nagq=int(out["nagq"]),
-            fixef=fixef,
-            ranef=by_value(out["ranef"]),
-            ranef_sd=by_value(out["ranef_sd"]),
-            coef=by_value(out["coef"]),
-            varcorr=out["varcorr"],
-            sigma=float(out["sigma"]),
-            theta=_series(out["theta"]),
             nb_theta=float("nan") if nb_theta is None else float(nb_theta),
-            loglik=float(out["loglik"]),
-            npar=int(out["df"]),
-            aic=float(out["aic"]),
-            bic=float(out["bic"]),
-            deviance=float(out["deviance"]),
-            nobs=int(out["nobs"]),
-            ngrps=_series(out["ngrps"]).astype(np.int64),
-            vcov=_matrix(out["vcov"], fixef.index),
-            fitted=aligned(out["fitted"]),
-            residuals=aligned(out["residuals"]),
-            scaled_residuals=np.atleast_1d(np.asarray(out["scaled_residuals"], dtype=float)),
-            is_singular=bool(out["is_singular"]),
-            converged=bool(out["converged"]),
-            messages=tuple(dict.fromkeys([*_strings(out["messages"]), *map(str, conditions)])),
-            optimizer=str(out["optimizer"]),
             has_scale=bool(out["has_scale"]),
+            **shared,
         )
-        model = cls(results, spec, data, out["model"])  # type: ignore[arg-type]
-        fixed = out["fixed_levels"]
-        model._fixed_levels = (
-            {k: _strings(v) for k, v in fixed.items()} if isinstance(fixed, dict) else {}
-        )
-        return model
+        return cls._with_results(results, spec, data, out)
 
     def _step(self, step: tuple[Any, ...]) -> GlmerModel:
         """Apply a refit step (``("refit", newresp)``)."""
@@ -466,14 +406,6 @@ class GlmerModel(LmerModel):
         )
         return pd.Series(np.atleast_1d(np.asarray(values, dtype=float)), index=newdata.index)
 
-    def _encode(self, newdata: pd.DataFrame) -> pd.DataFrame:
-        """The columns of ``newdata`` the model uses, group values as the fit's labels."""
-        levels = self._spec.levels
-        if levels is None:
-            return newdata
-        fresh = GroupLevels(levels.columns)  # new values must not extend the model's map
-        return fresh.encode(model_frame(newdata, self.data.columns, "newdata"))
-
     # ------------------------------------------------------------------ inference
 
     def confint(  # type: ignore[override]
@@ -558,40 +490,3 @@ class GlmerModel(LmerModel):
         )
         sims.index = self.results.fitted.index[self.results.fitted.notna().to_numpy()]
         return sims
-
-    # ------------------------------------------------------------------ R script
-
-    def to_r_script(self, path: str | os.PathLike[str]) -> Path:
-        """Write the data (CSV, full precision) and an R script that refits this model.
-
-        Parameters
-        ----------
-        path : str or path-like
-            The script's path (``.R``); the data go beside it with the suffix ``.csv``.
-
-        Returns
-        -------
-        pathlib.Path
-            The script's path. Run it with ``Rscript <path>`` from its directory.
-        """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        spec = self._spec
-        if spec.steps:
-            raise NotImplementedError("to_r_script() supports models fitted by glmer() only")
-        written = _r.call(
-            ".pylmer_glmer_write_script",
-            _r.bind(self._encode(self.data)),
-            str(path.parent),
-            path.stem,
-            spec.formula,
-            family=spec.family,
-            link=spec.link,
-            nAGQ=spec.nagq,
-            control=None if spec.control is None else spec.control.to_r(),
-            weights=spec.weights,
-            offset=spec.offset,
-            contrasts=dict(spec.contrasts) or None,
-            stacklevel=2,
-        )
-        return Path(written)

@@ -470,19 +470,30 @@ class LmerModel:
 
     # ------------------------------------------------------------------ building
 
+    #: the R helpers that fit this kind of model and write its script (GlmerModel: glmer's)
+    _R_FIT = ".pylmer_lmer_fit"
+    _R_WRITE_SCRIPT = ".pylmer_lmer_write_script"
+
+    @classmethod
+    def _r_args(cls, spec: _Spec) -> dict[str, Any]:
+        """The model's options as keyword arguments of the R fit and script helpers."""
+        return {
+            "REML": spec.reml,
+            "control": None if spec.control is None else spec.control.to_r(),
+            "weights": spec.weights,
+            "contrasts": dict(spec.contrasts) or None,
+        }
+
     @classmethod
     def _fit(cls, spec: _Spec, data: pd.DataFrame) -> LmerModel:
         ref = _r.bind(spec.levels.encode(data) if spec.levels is not None else data)
         out, conditions = _r.call_with_conditions(
-            ".pylmer_lmer_fit",
+            cls._R_FIT,
             ref,
             spec.formula,
-            REML=spec.reml,
-            control=None if spec.control is None else spec.control.to_r(),
-            weights=spec.weights,
             na_action=spec.na_action,
-            contrasts=dict(spec.contrasts) or None,
             stacklevel=3,
+            **cls._r_args(spec),
         )
         model = cls._from_r(out, spec, data, conditions)
         dropped = len(data) - model.results.nobs
@@ -504,52 +515,20 @@ class LmerModel:
     ) -> LmerModel:
         """Build the model from the fit's output; ``conditions`` are the R warnings and
         messages of the fit, kept in ``messages`` after lme4's own convergence messages."""
-        rows = np.atleast_1d(np.asarray(out["rows"], dtype=np.int64)) - 1
-
-        def aligned(values: Any) -> pd.Series:
-            full = np.full(len(data), np.nan)
-            full[rows] = np.atleast_1d(values)
-            return pd.Series(full, index=data.index)
-
-        fixef = out["fixef"]
-        if not isinstance(fixef.index, pd.Index) or fixef.index.dtype != object:
-            fixef.index = pd.Index([str(i) for i in fixef.index])
-        levels = spec.levels if spec.levels is not None else GroupLevels()
-
-        def by_value(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-            # index the tables by the groups' original Python values
-            for group, table in tables.items():
-                table.index = levels.decode_index(group, table.index)
-            return dict(tables)
-
+        shared = shared_results(out, spec, data, conditions)
         results = LmerResults(
             formula=spec.formula,
             reml=bool(out["reml"]),
-            fixef=fixef,
-            ranef=by_value(out["ranef"]),
-            ranef_sd=by_value(out["ranef_sd"]),
-            coef=by_value(out["coef"]),
-            varcorr=out["varcorr"],
-            sigma=float(out["sigma"]),
-            theta=_series(out["theta"]),
-            loglik=float(out["loglik"]),
-            npar=int(out["df"]),
-            aic=float(out["aic"]),
-            bic=float(out["bic"]),
-            deviance=float(out["deviance"]),
             reml_criterion=float(out["reml_criterion"]),
-            nobs=int(out["nobs"]),
-            ngrps=_series(out["ngrps"]).astype(np.int64),
-            vcov=_matrix(out["vcov"], fixef.index),
-            fitted=aligned(out["fitted"]),
-            residuals=aligned(out["residuals"]),
-            scaled_residuals=np.atleast_1d(np.asarray(out["scaled_residuals"], dtype=float)),
-            is_singular=bool(out["is_singular"]),
-            converged=bool(out["converged"]),
-            messages=tuple(dict.fromkeys([*_strings(out["messages"]), *map(str, conditions)])),
-            optimizer=str(out["optimizer"]),
-            satterthwaite=_satterthwaite_table(out.get("satterthwaite"), fixef.index),
+            satterthwaite=_satterthwaite_table(out.get("satterthwaite"), shared["fixef"].index),
+            **shared,
         )
+        return cls._with_results(results, spec, data, out)
+
+    @classmethod
+    def _with_results(cls, results: Any, spec: Any, data: pd.DataFrame, out: dict) -> Any:
+        """The model object around ``results``, with the R handle and the levels of the
+        fixed-effect factors (checked by ``predict``)."""
         model = cls(results, spec, data, out["model"])
         levels = out["fixed_levels"]
         model._fixed_levels = (
@@ -972,18 +951,15 @@ class LmerModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         spec = self._spec
         if spec.steps:
-            raise NotImplementedError("to_r_script() supports models fitted by lmer() only")
+            raise NotImplementedError("to_r_script() supports a fit, not a refit")
         written = _r.call(
-            ".pylmer_lmer_write_script",
+            self._R_WRITE_SCRIPT,
             _r.bind(self._encode(self.data)),
             str(path.parent),
             path.stem,
             spec.formula,
-            REML=spec.reml,
-            control=None if spec.control is None else spec.control.to_r(),
-            weights=spec.weights,
-            contrasts=dict(spec.contrasts) or None,
             stacklevel=2,
+            **self._r_args(spec),
         )
         return Path(written)
 
@@ -1065,6 +1041,59 @@ def _check_bool(name: str, value: Any) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise InvalidArgumentError(f"{name} must be True or False, not {value!r}", argument=name)
+
+
+def shared_results(
+    out: dict[str, Any], spec: Any, data: pd.DataFrame, conditions: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The fields :class:`LmerResults` and :class:`~pylmer.results.GlmerResults` share,
+    from the output of an R fit helper (``.pylmer_lmer_extract``'s list).
+
+    Random-effects tables are indexed by the groups' original Python values, fitted
+    values and residuals aligned to ``data``'s index (NaN on rows lme4 dropped).
+    """
+    rows = np.atleast_1d(np.asarray(out["rows"], dtype=np.int64)) - 1
+
+    def aligned(values: Any) -> pd.Series:
+        full = np.full(len(data), np.nan)
+        full[rows] = np.atleast_1d(values)
+        return pd.Series(full, index=data.index)
+
+    fixef = out["fixef"]
+    if not isinstance(fixef.index, pd.Index) or fixef.index.dtype != object:
+        fixef.index = pd.Index([str(i) for i in fixef.index])
+    levels = spec.levels if spec.levels is not None else GroupLevels()
+
+    def by_value(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        # index the tables by the groups' original Python values
+        for group, table in tables.items():
+            table.index = levels.decode_index(group, table.index)
+        return dict(tables)
+
+    return {
+        "fixef": fixef,
+        "ranef": by_value(out["ranef"]),
+        "ranef_sd": by_value(out["ranef_sd"]),
+        "coef": by_value(out["coef"]),
+        "varcorr": out["varcorr"],
+        "sigma": float(out["sigma"]),
+        "theta": _series(out["theta"]),
+        "loglik": float(out["loglik"]),
+        "npar": int(out["df"]),
+        "aic": float(out["aic"]),
+        "bic": float(out["bic"]),
+        "deviance": float(out["deviance"]),
+        "nobs": int(out["nobs"]),
+        "ngrps": _series(out["ngrps"]).astype(np.int64),
+        "vcov": _matrix(out["vcov"], fixef.index),
+        "fitted": aligned(out["fitted"]),
+        "residuals": aligned(out["residuals"]),
+        "scaled_residuals": np.atleast_1d(np.asarray(out["scaled_residuals"], dtype=float)),
+        "is_singular": bool(out["is_singular"]),
+        "converged": bool(out["converged"]),
+        "messages": tuple(dict.fromkeys([*_strings(out["messages"]), *map(str, conditions)])),
+        "optimizer": str(out["optimizer"]),
+    }
 
 
 def _series(value: Any) -> pd.Series:

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _compare import close, close_frame, frame, new_data, vector
 from _refcache import reference
 
 import pylmer
@@ -28,8 +29,6 @@ from pylmer.sklearn import GlmerClassifier, GlmerRegressor
 
 pytestmark = pytest.mark.usefixtures("r_session")
 
-RTOL = 1e-6
-ATOL = 1e-9
 SCRIPT = "reference_glmer.R"
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 TICKS = "TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)"
@@ -55,48 +54,12 @@ CASES = {
 # ---------------------------------------------------------------- helpers
 
 
-def _vector(value) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(value, dtype=object))
-    return np.array([np.nan if v is None else v for v in arr], dtype=object)
-
-
-def _frame(obj: dict) -> pd.DataFrame:
-    names = [str(n) for n in np.atleast_1d(obj["names"])]
-    columns = {n: _vector(obj["columns"][n]) for n in names}
-    return pd.DataFrame(columns, index=[str(i) for i in np.atleast_1d(obj["index"])])
-
-
-def close(actual, expected, what: str, rtol: float = RTOL) -> None:
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=float),
-        np.asarray(expected, dtype=float),
-        rtol=rtol,
-        atol=ATOL,
-        err_msg=what,
-    )
-
-
-def close_frame(actual: pd.DataFrame, expected: pd.DataFrame, what: str) -> None:
-    assert list(map(str, actual.index)) == list(expected.index), what
-    assert list(actual.columns) == list(expected.columns), what
-    close(actual.to_numpy(dtype=float), expected.to_numpy(dtype=float), what)
-
-
-def new_data(data: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
-    """First three rows, grouping factors of the third set to an unseen level (as in R)."""
-    nd = data.head(3).copy()
-    for g in groups:
-        nd[g] = nd[g].astype(str)
-        nd.loc[nd.index[2], g] = "new"
-    return nd
-
-
 def case_data(case: str) -> pd.DataFrame:
     name = CASES[case][0]
     if name is not None:
         return datasets.load(name)
     return (
-        _frame(reference(SCRIPT, case)["data"])
+        frame(reference(SCRIPT, case)["data"])
         .reset_index(drop=True)
         .astype({"y": float, "x": float})
     )
@@ -135,13 +98,13 @@ def cbpp(fits) -> GlmerModel:
 
 def check_model(m: GlmerModel, ref: dict, data: pd.DataFrame) -> None:
     """Compare every accessor of ``m`` with the plain-R reference ``ref``."""
-    close_frame(m.fixef, _frame(ref["fixef"]), "fixef (estimate, std_error, z, p)")
+    close_frame(m.fixef, frame(ref["fixef"]), "fixef (estimate, std_error, z, p)")
     for key in ("ranef", "ranef_sd", "coef"):
         mine = getattr(m, key)
         assert list(mine) == list(ref[key]), key
         for group, obj in ref[key].items():
-            close_frame(mine[group], _frame(obj), f"{key}[{group}]")
-    vc = _frame(ref["varcorr"])
+            close_frame(mine[group], frame(obj), f"{key}[{group}]")
+    vc = frame(ref["varcorr"])
     for col in ("group", "var1", "var2"):
         mine = m.varcorr[col].astype(object).where(m.varcorr[col].notna(), np.nan)
         assert [str(v) for v in mine] == [str(v) for v in vc[col]], col
@@ -176,11 +139,11 @@ def check_model(m: GlmerModel, ref: dict, data: pd.DataFrame) -> None:
     close(m.predict(type="link", include_random=False), ref["predict_link_fixed"], "fixed, fit")
     ci = m.confint("wald")
     assert list(ci.index) == ref["confint_wald"]["names"]
-    close(ci.iloc[:, 0], _vector(ref["confint_wald"]["lower"]), "Wald lower")
-    close(ci.iloc[:, 1], _vector(ref["confint_wald"]["upper"]), "Wald upper")
+    close(ci.iloc[:, 0], vector(ref["confint_wald"]["lower"]), "Wald lower")
+    close(ci.iloc[:, 1], vector(ref["confint_wald"]["upper"]), "Wald upper")
     sims = m.simulate(2, seed=42)
     assert list(sims.columns) == ["sim_1", "sim_2"]
-    close(sims.to_numpy().T, [_vector(s) for s in ref["simulate"]], "simulate(seed=42)")
+    close(sims.to_numpy().T, [vector(s) for s in ref["simulate"]], "simulate(seed=42)")
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -211,8 +174,8 @@ def test_refit_profile_boot_anova_match_plain_r(cbpp):
             warnings.simplefilter("ignore", RWarning)
             ci = cbpp.confint(method, **kwargs)
         assert list(ci.index) == ref[key]["names"], method
-        close(ci.iloc[:, 0], _vector(ref[key]["lower"]), f"{method} lower")
-        close(ci.iloc[:, 1], _vector(ref[key]["upper"]), f"{method} upper")
+        close(ci.iloc[:, 0], vector(ref[key]["lower"]), f"{method} lower")
+        close(ci.iloc[:, 1], vector(ref[key]["upper"]), f"{method} upper")
     m0 = glmer("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", data)
     table = pylmer.anova(m0, cbpp)
     close(table["Chisq"].iloc[1], ref["anova"]["chisq"], "LRT chisq")
