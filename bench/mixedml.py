@@ -1,42 +1,45 @@
-"""Benchmark: MixedMLRegressor (pylmer, lme4) against MERF 1.0 with the same random forest.
+"""Benchmark MixedMLRegressor against MERF 1.0 and GPBoost, each with its default settings.
 
-Simulated grouped data (``--groups`` groups, 20 rows each, made here with numpy)::
+Three parts, one run (``--parts merf,gpboost,hgb``); every ratio compares models run in
+the same process, one after the other, so that machine load hits them alike.
 
-    y = f(x1..x5) + b0_g + b1_g * z + noise,    (b0_g, b1_g) ~ N(0, diag(2^2, 2^2)),
+**merf** -- grouped nonlinear data (``--groups`` groups, 20 rows each, made here)::
+
+    y = f(x1..x5) + b0_g + b1_g * z + noise,  (b0_g, b1_g) ~ N(0, diag(2^2, 2^2)),
     f = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5  (Friedman #1),
-    x ~ U(0, 1) per row,  z = t / 19 for the rows t = 0..19 of a group,  noise ~ N(0, 1).
+    x ~ U(0, 1) per row,  z = t / 19,  noise ~ N(0, 1);
 
-The first 15 rows of every group train, its 5 later rows test (same groups, later ``z``).
-Every model gets the same base learner, a ``--trees``-tree random forest (one thread, fixed
-seed) on ``x1..x5, z``; the random part is a correlated random intercept and slope of ``z``
-(MERF: ``Z = [1, z]``; MixedML: ``(1 + z | g)``). Test MSE is against the observed ``y``.
+the first 15 rows of a group train, the 5 later rows test.  The same 100-tree random
+forest (one thread, fixed seed) for all: alone; MERF with its defaults (20 EM
+iterations, in-sample forest predictions); MixedML with its defaults (``(1 + z | g)``,
+stopping rule, ``residuals="auto"``: out-of-bag predictions for a bagged forest).
 
-* MERF runs with its defaults (20 EM iterations, no early stopping);
-* MixedML runs with ``tol=0.05`` and ``max_iter=20`` (MERF's budget; ``--tol``,
-  ``--max-iter``), SQUAREM acceleration on, once with ``residuals="in_sample"`` and once
-  with ``residuals="oof"`` (``--cv`` group folds, default 5);
-* R and lme4 are started before any timing.
+**gpboost** -- ``simulate_longitudinal(500, 26, seed=0)``, train on ``temps < 20``, test
+on the later times of the same subjects; random part
+``(1 + x2_x5 + x4_x7 + x6_x8 || individus)``; features ``x1_obs..x8_obs``.
+MixedML(HistGradientBoostingRegressor()) with defaults against GPBoost 1.8 (tree
+boosting with grouped random effects, default parameters): with a random intercept only
+(its default 100 rounds), and with the four random coefficients, which is slow, so its
+rounds are capped (``--gpboost-rounds``, default 20; each round re-estimates the
+covariance parameters) -- the table says what ran.
 
-Why not MixedML's default ``tol=1e-4``: a random forest refit is not a smooth function of
-its target, so the EM iterates settle at a noise floor where ``u`` still moves by a few
-per cent between iterations (``history_["max_delta_u"]``); ``tol=1e-4`` is never reached
-and the loop runs to ``max_iter`` (50). The test MSE is flat once the floor is reached, so
-``tol=0.05`` ("u changes by less than 5 % of its largest value") stops in the plateau.
-``--tol 1e-4 --max-iter 50`` runs MixedML's defaults.
+**hgb** -- the time of one HistGradientBoosting fit inside MixedML's loop (``seconds_ml``
+of its plain steps) against the same fit in a process that never imports pylmer, with
+either import order (pylmer first, scikit-learn first), optionally while ``--busy N``
+processes spin on the CPUs.  Each configuration runs in its own subprocess.
 
-``RE share`` is the share of MixedML's wall time spent in the random-effects step of the
-iterations (``history_["seconds_re"]``: the lme4 refit and the vector conversions);
-``other`` is what is neither ML fits nor RE steps (input checks, binding the data, the
-final :func:`pylmer.lmer` fit that builds ``lmer_``). Run::
+Run::
 
-    .venv/bin/python bench/mixedml.py --groups 500 --trees 100 --seed 0
+    .venv/bin/python bench/mixedml.py [--parts merf,gpboost,hgb] [--busy 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
+import subprocess
+import sys
 import time
 import warnings
 from importlib import metadata
@@ -44,32 +47,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.exceptions import ConvergenceWarning
-
-import pylmer
-from pylmer import MixedMLRegressor
 
 FEATURES = ["x1", "x2", "x3", "x4", "x5", "z"]
 N_TRAIN, N_TEST = 15, 5
+LONG_RE = "(1 + x2_x5 + x4_x7 + x6_x8 || individus)"
+LONG_FEATURES = [f"x{k}_obs" for k in range(1, 9)]
+SLOPES = ["x2_x5", "x4_x7", "x6_x8"]
+
+
+def mse(a: Any, b: Any) -> float:
+    """Mean squared error."""
+    return float(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2))
+
+
+# ---------------------------------------------------------------------------- MERF
 
 
 def make_data(groups: int, seed: int) -> pd.DataFrame:
-    """Grouped data with a random intercept and a random slope of ``z``.
-
-    Parameters
-    ----------
-    groups : int
-        Number of groups (20 rows each).
-    seed : int
-        Seed of :func:`numpy.random.default_rng`.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``g, t, x1..x5, z, y`` and the boolean ``train`` (``t < 15``).
-    """
+    """Grouped Friedman #1 data with a random intercept and a random slope of ``z``."""
     rng = np.random.default_rng(seed)
     n_rows = N_TRAIN + N_TEST
     n = groups * n_rows
@@ -94,147 +89,296 @@ def make_data(groups: int, seed: int) -> pd.DataFrame:
     return df
 
 
-def forest(trees: int, seed: int) -> RandomForestRegressor:
-    """The base learner shared by all models."""
+def forest(trees: int, seed: int):
+    """The base learner shared by all models of the MERF part."""
+    from sklearn.ensemble import RandomForestRegressor
+
     return RandomForestRegressor(n_estimators=trees, random_state=seed, n_jobs=1)
 
 
-def mse(a: Any, b: Any) -> float:
-    """Mean squared error."""
-    return float(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2))
+def part_merf(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Forest alone, MERF defaults, MixedML defaults."""
+    import logging
 
-
-def run_forest(train: pd.DataFrame, test: pd.DataFrame, trees: int, seed: int) -> dict:
-    """Plain random forest (no random effects)."""
-    start = time.perf_counter()
-    rf = forest(trees, seed).fit(train[FEATURES], train["y"])
-    seconds = time.perf_counter() - start
-    return {"model": "random forest", "seconds": seconds, "iterations": 1,
-            "test_mse": mse(rf.predict(test[FEATURES]), test["y"])}  # fmt: skip
-
-
-def run_merf(train: pd.DataFrame, test: pd.DataFrame, trees: int, seed: int) -> dict:
-    """MERF 1.0 with its default EM settings."""
     from merf import MERF
+
+    from pylmer import MixedMLRegressor
+
+    logging.getLogger().setLevel(logging.WARNING)  # `import merf` logs every iteration
+    df = make_data(args.groups, args.seed)
+    train, test = df[df["train"]], df[~df["train"]]
+    rows = []
+    t = time.perf_counter()
+    rf = forest(args.trees, args.seed).fit(train[FEATURES], train["y"])
+    rows.append(
+        {
+            "model": "random forest alone",
+            "seconds": time.perf_counter() - t,
+            "iterations": 1,
+            "test_mse": mse(rf.predict(test[FEATURES]), test["y"]),
+        }
+    )
 
     def z_of(d: pd.DataFrame) -> np.ndarray:
         return np.column_stack([np.ones(len(d)), d["z"].to_numpy()])
 
-    start = time.perf_counter()
-    model = MERF(forest(trees, seed))
-    model.fit(train[FEATURES], z_of(train), train["g"], train["y"].to_numpy())
-    seconds = time.perf_counter() - start
-    pred = model.predict(test[FEATURES], z_of(test), test["g"])
-    return {"model": "MERF 1.0", "seconds": seconds, "iterations": len(model.gll_history),
-            "test_mse": mse(pred, test["y"])}  # fmt: skip
-
-
-def run_mixedml(
-    train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace, residuals: str
-) -> dict:
-    """MixedMLRegressor with the given residuals."""
-    columns = ["g", *FEATURES]
-    model = MixedMLRegressor(
-        forest(args.trees, args.seed),
-        random_effects="(1 + z | g)",
-        residuals=residuals,
-        cv=args.cv,
-        tol=args.tol,
-        max_iter=args.max_iter,
+    t = time.perf_counter()
+    merf = MERF(forest(args.trees, args.seed))
+    merf.fit(train[FEATURES], z_of(train), train["g"], train["y"].to_numpy())
+    seconds = time.perf_counter() - t
+    pred = merf.predict(test[FEATURES], z_of(test), test["g"])
+    rows.append(
+        {
+            "model": "MERF 1.0 (defaults)",
+            "seconds": seconds,
+            "iterations": len(merf.gll_history),
+            "test_mse": mse(pred, test["y"]),
+        }
     )
-    start = time.perf_counter()
+
+    cols = ["g", *FEATURES]
+    model = MixedMLRegressor(forest(args.trees, args.seed), random_effects="(1 + z | g)")
+    t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(train[columns], train["y"])
-    seconds = time.perf_counter() - start
-    h = model.history_
-    ml, re = float(h["seconds_ml"].sum()), float(h["seconds_re"].sum())
-    return {
-        "model": f'MixedML (residuals="{residuals}")',
-        "seconds": seconds,
-        "iterations": model.n_iter_,
-        "test_mse": mse(model.predict(test[columns]), test["y"]),
-        "converged": model.converged_,
-        "re_share": re / seconds,
-        "other_share": (seconds - ml - re) / seconds,
-        "re_per_iter": re / len(h),
-        "ml_per_iter": ml / len(h),
-        "warnings": sorted({str(w.message).split(";")[0] for w in caught}),
-    }
-
-
-def table(rows: list[dict], merf: dict) -> str:
-    """Markdown table; ratios are relative to MERF."""
-    lines = [
-        "| model | wall s | iterations | s / iteration (ML + RE) | RE share | test MSE "
-        "| time / MERF | MSE / MERF |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
-    ]
+        warnings.simplefilter("always")
+        model.fit(train[cols], train["y"])
+    seconds = time.perf_counter() - t
+    rows.append(
+        {
+            "model": f"MixedML (defaults: residuals={model.residuals_used_!r})",
+            "seconds": seconds,
+            "iterations": model.n_iter_,
+            "test_mse": mse(model.predict(test[cols]), test["y"]),
+            "stop": model.stop_reason_,
+            "warnings": sorted({str(w.message)[:80] for w in caught}),
+        }
+    )
+    base = rows[1]
     for r in rows:
-        per_iter = f"{r['ml_per_iter']:.2f} + {r['re_per_iter']:.2f}" if "re_per_iter" in r else ""
-        share = f"{100 * r['re_share']:.1f} %" if "re_share" in r else ""
-        lines.append(
-            f"| {r['model']} | {r['seconds']:.1f} | {r['iterations']} | {per_iter} | {share} "
-            f"| {r['test_mse']:.3f} | {r['seconds'] / merf['seconds']:.2f} "
-            f"| {r['test_mse'] / merf['test_mse']:.2f} |"
+        r["time / MERF"] = r["seconds"] / base["seconds"]
+        r["MSE / MERF"] = r["test_mse"] / base["test_mse"]
+    return rows
+
+
+# ---------------------------------------------------------------------------- GPBoost
+
+
+def part_gpboost(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """MixedML(HGB) defaults against GPBoost defaults on simulate_longitudinal."""
+    import gpboost as gpb
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from pylmer import MixedMLRegressor
+    from pylmer._simulate import simulate_longitudinal
+
+    df = simulate_longitudinal(500, 26, seed=args.seed)
+    train, test = df[df["temps"] < 20], df[df["temps"] >= 20]
+    rows = []
+    t = time.perf_counter()
+    hgb = HistGradientBoostingRegressor().fit(train[LONG_FEATURES], train["y_mixed_obs"])
+    rows.append(
+        {
+            "model": "HistGradientBoosting alone",
+            "seconds": time.perf_counter() - t,
+            "iterations": 1,
+            "test_mse": mse(hgb.predict(test[LONG_FEATURES]), test["y_mixed_obs"]),
+        }
+    )
+    cols = ["individus", *LONG_FEATURES, *SLOPES]
+    model = MixedMLRegressor(
+        HistGradientBoostingRegressor(), random_effects=LONG_RE, features=LONG_FEATURES
+    )
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train[cols], train["y_mixed_obs"])
+    seconds = time.perf_counter() - t
+    rows.append(
+        {
+            "model": "MixedML(HistGradientBoosting), defaults",
+            "seconds": seconds,
+            "iterations": model.n_iter_,
+            "test_mse": mse(model.predict(test[cols]), test["y_mixed_obs"]),
+            "stop": model.stop_reason_,
+            "warnings": sorted({str(w.message)[:80] for w in caught}),
+        }
+    )
+
+    def run_gpb(rand_coef: bool, rounds: int) -> dict[str, Any]:
+        kw: dict[str, Any] = {"group_data": train["individus"].to_numpy()}
+        if rand_coef:
+            kw["group_rand_coef_data"] = train[SLOPES].to_numpy()
+            kw["ind_effect_group_rand_coef"] = [1, 1, 1]
+        gp_model = gpb.GPModel(likelihood="gaussian", **kw)
+        data = gpb.Dataset(train[LONG_FEATURES].to_numpy(), train["y_mixed_obs"].to_numpy())
+        budget = args.gpboost_seconds
+        start = time.perf_counter()
+        done = {"rounds": 0}
+
+        def stop_after_budget(env: Any) -> None:
+            done["rounds"] = env.iteration + 1
+            if time.perf_counter() - start > budget:
+                raise gpb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
+
+        bst = gpb.train(
+            params={"verbose": -1},
+            train_set=data,
+            gp_model=gp_model,
+            num_boost_round=rounds,
+            callbacks=[stop_after_budget],
         )
-    return "\n".join(lines)
+        seconds = time.perf_counter() - start
+        pkw: dict[str, Any] = {"group_data_pred": test["individus"].to_numpy()}
+        if rand_coef:
+            pkw["group_rand_coef_data_pred"] = test[SLOPES].to_numpy()
+        pred = bst.predict(data=test[LONG_FEATURES].to_numpy(), pred_latent=False, **pkw)
+        what = "4 random coefficients" if rand_coef else "random intercept only"
+        return {
+            "model": f"GPBoost {gpb.__version__}, {what}, {done['rounds']} of {rounds} rounds",
+            "seconds": seconds,
+            "iterations": done["rounds"],
+            "test_mse": mse(pred["response_mean"], test["y_mixed_obs"]),
+        }
+
+    rows.append(run_gpb(False, 100))
+    rows.append(run_gpb(True, args.gpboost_rounds))
+    base = rows[1]
+    for r in rows:
+        r["time / MixedML"] = r["seconds"] / base["seconds"]
+        r["MSE / MixedML"] = r["test_mse"] / base["test_mse"]
+    return rows
+
+
+# ---------------------------------------------------------------------------- HGB threads
+
+
+def _hgb_child(mode: str) -> dict[str, Any]:
+    """One configuration, in a fresh process; prints its result as JSON."""
+    if mode == "pylmer_first":
+        import pylmer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    if mode == "sklearn_first":
+        import pylmer  # noqa: F401 - the import order is what is measured
+
+    from pylmer._simulate import simulate_longitudinal  # plain numpy/pandas, no R
+
+    df = simulate_longitudinal(500, 26, seed=0)
+    train = df[df["temps"] < 20]
+    if mode == "no_pylmer":
+        times = []
+        y = train["y_mixed_obs"].to_numpy()
+        rng = np.random.default_rng(0)
+        for _ in range(8):  # targets that change a little, as in the loop
+            t = time.perf_counter()
+            HistGradientBoostingRegressor().fit(
+                train[LONG_FEATURES], y + rng.normal(scale=0.1, size=len(y))
+            )
+            times.append(time.perf_counter() - t)
+        return {"mode": mode, "seconds": times}
+    from pylmer import MixedMLRegressor
+
+    cols = ["individus", *LONG_FEATURES, *SLOPES]
+    model = MixedMLRegressor(
+        HistGradientBoostingRegressor(), random_effects=LONG_RE, features=LONG_FEATURES
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(train[cols], train["y_mixed_obs"])
+    h = model.history_
+    return {"mode": mode, "seconds": h["seconds_ml"].tolist(), "re": h["seconds_re"].tolist()}
+
+
+def part_hgb(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """HGB seconds per fit: inside MixedML (both import orders) vs without pylmer."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        out = {}
+        for mode in ("no_pylmer", "pylmer_first", "sklearn_first", "no_pylmer"):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--hgb-child", mode],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            out.setdefault(mode, []).extend(res["seconds"])
+    finally:
+        for p in busy:
+            p.kill()
+    base = float(np.median(out["no_pylmer"]))
+    rows = []
+    for mode, secs in out.items():
+        med = float(np.median(secs))
+        rows.append(
+            {
+                "model": f"HGB fit, {mode.replace('_', ' ')}",
+                "fits": len(secs),
+                "median s / fit": med,
+                "ratio to no pylmer": med / base,
+                "busy processes": args.busy,
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def show(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n## {title}\n")
+    frame = pd.DataFrame(rows)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 90):
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--groups", type=int, default=500, help="number of groups")
-    parser.add_argument("--trees", type=int, default=100, help="trees of the random forest")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and forests")
-    parser.add_argument("--tol", type=float, default=0.05, help="MixedML tol (0.05)")
-    parser.add_argument("--max-iter", type=int, default=20, help="MixedML max_iter (20)")
-    parser.add_argument("--cv", type=int, default=5, help='folds of residuals="oof" (5)')
+    parser.add_argument("--parts", default="merf,gpboost,hgb")
+    parser.add_argument("--groups", type=int, default=500, help="groups of the MERF data")
+    parser.add_argument("--trees", type=int, default=100, help="trees of the shared forest")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--gpboost-rounds",
+        type=int,
+        default=20,
+        help="cap on GPBoost's rounds with 4 random coefficients (20)",
+    )
+    parser.add_argument(
+        "--gpboost-seconds",
+        type=float,
+        default=600.0,
+        help="time budget of each GPBoost run (600 s)",
+    )
+    parser.add_argument("--busy", type=int, default=0, help="busy processes for the hgb part")
+    parser.add_argument("--hgb-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.hgb_child:
+        print(json.dumps(_hgb_child(args.hgb_child)))
+        return
+    parts = args.parts.split(",")
+    if "merf" in parts or "gpboost" in parts:
+        import pylmer
 
-    versions = pylmer.versions()  # starts R and loads lme4 outside the timings
-    import merf  # noqa: F401  (import time outside the timings too)
-
-    # `import merf` calls logging.basicConfig(level=INFO): MERF would log every iteration
-    logging.getLogger().setLevel(logging.WARNING)
-
-    df = make_data(args.groups, args.seed)
-    train, test = df[df["train"]], df[~df["train"]]
-    load_before = os.getloadavg()
-    results = [run_forest(train, test, args.trees, args.seed)]
-    merf_result = run_merf(train, test, args.trees, args.seed)
-    results.append(merf_result)
-    for residuals in ("in_sample", "oof"):
-        results.append(run_mixedml(train, test, args, residuals))
-    load_after = os.getloadavg()
-
-    print(
-        f"{args.groups} groups x {N_TRAIN} train / {N_TEST} test rows, "
-        f"{args.trees}-tree random forest (1 thread), seed {args.seed}; MixedML tol={args.tol:g}, "
-        f"max_iter={args.max_iter}, cv={args.cv}; MERF defaults (20 iterations)"
-    )
-    print(", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(
-        f"MERF {metadata.version('merf')} runs unpatched with numpy {np.__version__}, "
-        f"pandas {pd.__version__}, scikit-learn {sklearn.__version__}"
-    )
-    print(
-        "load average (1, 5, 15 min): before "
-        + " ".join(f"{v:.2f}" for v in load_before)
-        + ", after "
-        + " ".join(f"{v:.2f}" for v in load_after)
-        + f"; {os.cpu_count()} CPUs"
-    )
-    print()
-    print(table(results, merf_result))
-    print()
-    for r in results:
-        if "re_share" in r:
-            print(
-                f"{r['model']}: converged={r['converged']}, RE steps {100 * r['re_share']:.1f} % "
-                "of wall time, other (setup, final lmer; oof: the one full-data fit) "
-                f"{100 * r['other_share']:.1f} %"
-                + (f"; warnings: {r['warnings']}" if r["warnings"] else "")
-            )
+        versions = pylmer.versions()  # starts R outside the timings
+        print(", ".join(f"{k} {v}" for k, v in versions.items()))
+        print(f"merf {metadata.version('merf')}, gpboost {metadata.version('gpboost')}")
+    print(f"load average before: {os.getloadavg()}, {os.cpu_count()} CPUs")
+    if "merf" in parts:
+        show(
+            f"(a) MixedML vs MERF, {args.groups} groups, {args.trees}-tree forest", part_merf(args)
+        )
+    if "gpboost" in parts:
+        show(
+            "(b) MixedML(HGB) vs GPBoost, simulate_longitudinal(500, 26, seed=0)",
+            part_gpboost(args),
+        )
+    if "hgb" in parts:
+        show(
+            "(c) HistGradientBoosting seconds per fit, inside MixedML vs without pylmer",
+            part_hgb(args),
+        )
+    print(f"\nload average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

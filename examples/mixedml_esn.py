@@ -44,12 +44,9 @@ Run: ``python examples/mixedml_esn.py [--subjects 200] [--seed 0] [--gru] [--out
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import warnings
 from pathlib import Path
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see examples/mixedml_longitudinal.py
 
 import matplotlib
 

@@ -289,3 +289,12 @@ def test_out_of_fold_and_out_of_bag_residuals():
     oob = engine.EstimatorStep(rf, X, residuals="oob")
     est, pred = oob.fit(y[:, None])
     np.testing.assert_allclose(pred[:, 0], est.oob_prediction_)
+
+
+def test_a_drifting_variance_is_not_stationary():
+    rule = StoppingRule(window=6)
+    noise = [0.0, 0.3, -0.2, 0.1, -0.3, 0.2]
+    flat = [[1.0 + 0.01 * v, 2.0] for v in noise]
+    drifting = [[1.0 + 0.5 * k + 0.01 * v, 2.0] for k, v in enumerate(noise)]
+    assert rule.stationary(noise, flat)
+    assert not rule.stationary(noise, drifting)

@@ -22,6 +22,7 @@ estimator should fit next (:meth:`RandomEffectsStep.working_target`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +159,8 @@ class EstimatorStep:
         Group labels for the folds of ``"oof"``.
     cv : int
         Number of folds for ``"oof"``.
+    context : callable, optional
+        Returns a context manager entered around every fit (thread-pool limits).
     """
 
     def __init__(
@@ -168,12 +171,14 @@ class EstimatorStep:
         residuals: str = "in_sample",
         groups: Any = None,
         cv: int = 5,
+        context: Callable[[], Any] | None = None,
     ):
         self.estimator = estimator
         self.X = X
         self.residuals = residuals
         self.groups = groups
         self.cv = cv
+        self.context = context
 
     @staticmethod
     def _target(target: np.ndarray) -> np.ndarray:
@@ -181,6 +186,10 @@ class EstimatorStep:
 
     def fit(self, target: np.ndarray) -> tuple[Any, np.ndarray]:
         """Return ``(estimator, predictions)`` for the working target (shape (n, k))."""
+        with self.context() if self.context is not None else contextlib.nullcontext():
+            return self._fit(target)
+
+    def _fit(self, target: np.ndarray) -> tuple[Any, np.ndarray]:
         n = target.shape[0]
         est = clone(self.estimator)
         if self.residuals == "oof":
@@ -299,8 +308,11 @@ class StoppingRule:
       (forests, boosting, networks trained by SGD), so the iterates settle in a band of
       noise instead of converging.  Over the last ``window`` states, the trend of the
       log-likelihood is indistinguishable from its iteration-to-iteration noise (|t| of
-      the least-squares slope below ``t_crit``) and the sequence is not monotone.  For a
-      deterministic smooth estimator the sequence is monotone, so this rule cannot fire.
+      the least-squares slope below ``t_crit``), the sequence is not monotone, and no
+      variance parameter drifts either (|t| of each one's trend below ``t_crit_params``:
+      an estimator that absorbs the random effects shows as a variance drifting at a
+      flat likelihood, and that is no convergence).  For a deterministic smooth
+      estimator the log-likelihood rises monotonically, so this rule cannot fire.
 
     Parameters
     ----------
@@ -310,11 +322,15 @@ class StoppingRule:
         Number of states the ``"stationary"`` rule looks at (0 disables it).
     t_crit : float
         Threshold on the t statistic of the log-likelihood trend.
+    t_crit_params : float
+        Threshold on the t statistics of the variance parameters' trends (higher: there
+        are several of them).
     """
 
     tol: float = 1e-4
     window: int = 6
     t_crit: float = 2.0
+    t_crit_params: float = 3.0
 
     def changes(self, prev: EMState, cur: EMState) -> tuple[float, float]:
         """``(|delta loglik| / n, max over terms of |delta b| / scale)`` of a plain step."""
@@ -332,22 +348,30 @@ class StoppingRule:
                     d_u = max(d_u, float(np.max(np.abs(eff - old))) / scale)
         return float(d_ll), float(d_u)
 
-    def check(self, prev: EMState, cur: EMState, chain: Sequence[float]) -> str | None:
+    def check(
+        self,
+        prev: EMState,
+        cur: EMState,
+        chain: Sequence[float],
+        params: Sequence[Sequence[float]] | None = None,
+    ) -> str | None:
         """The reason to stop after the plain step ``cur = step(prev)``, or None.
 
         ``chain`` holds the log-likelihoods of the states the loop went through, ``cur``
-        last.
+        last; ``params`` their variance parameters (one row per state).
         """
         if not np.array_equal(prev.inputs, cur.inputs):
             d_ll, d_u = self.changes(prev, cur)
             if d_ll < self.tol and d_u < self.tol:
                 return "tol"
-        if self.stationary(chain):
+        if self.stationary(chain, params):
             return "stationary"
         return None
 
-    def stationary(self, chain: Sequence[float]) -> bool:
-        """Whether the last ``window`` log-likelihoods are trend-free noise."""
+    def stationary(
+        self, chain: Sequence[float], params: Sequence[Sequence[float]] | None = None
+    ) -> bool:
+        """Whether the last ``window`` states are trend-free noise."""
         w = self.window
         if w < 3 or len(chain) < w:
             return False
@@ -355,8 +379,16 @@ class StoppingRule:
         steps = np.diff(y)
         if (steps >= 0).all() or (steps <= 0).all():
             return False  # monotone: still moving (or exactly still: the "tol" rule's case)
-        t = trend_t(y)
-        return abs(t) < self.t_crit
+        if abs(trend_t(y)) >= self.t_crit:
+            return False
+        if params is not None and len(params) >= w:
+            block = np.asarray(params[-w:], dtype=float)
+            for column in block.T:
+                if np.ptp(column) > 1e-12 * max(np.abs(column).max(), 1e-300) and (
+                    abs(trend_t(column)) >= self.t_crit_params
+                ):
+                    return False
+        return True
 
 
 def trend_t(y: np.ndarray) -> float:
@@ -446,6 +478,11 @@ def run(
     Y = np.asarray(Y, dtype=float)
     records: list[dict[str, Any]] = []
     chain: list[float] = []
+    params: list[list[float]] = []
+
+    def remember(state: EMState) -> None:
+        chain.append(state.loglik)
+        params.append([v for fit in state.re for v in fit.variances.values()])
 
     def evaluate(contribution: np.ndarray, previous: EMState | None, kind: str) -> EMState:
         try:
@@ -475,15 +512,15 @@ def run(
             callback(state, records[-1])
 
     state = evaluate(np.zeros_like(Y), None, "plain")
-    chain.append(state.loglik)
+    remember(state)
     notify(state)
     reason = "max_iter"
 
     def advance(prev: EMState) -> tuple[EMState, str | None]:
         cur = evaluate(prev.contribution, prev, "plain")
-        chain.append(cur.loglik)
+        remember(cur)
         notify(cur)
-        return cur, rule.check(prev, cur, chain)
+        return cur, rule.check(prev, cur, chain, params)
 
     while len(records) < max_iter:
         s1, why = advance(state)
@@ -508,7 +545,7 @@ def run(
         records[-1]["step_length"] = length
         if sj.loglik >= s2.loglik:
             state = sj
-            chain.append(sj.loglik)
+            remember(sj)
         else:
             records[-1]["accepted"] = False
         notify(sj)

@@ -46,7 +46,7 @@ from ..errors import DataError, NotFittedError, PylmerError, SingularFitWarning
 from . import engine
 from .labels import GroupCoding
 from .lme4_step import LmerStep, ResidualModel, empirical_bayes
-from .threads import r_blas_single_threaded
+from .threads import estimator_threads, r_blas_single_threaded
 
 __all__ = ["MixedMLRegressor"]
 
@@ -354,7 +354,12 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             est = clone(est).set_params(oob_score=True)
         Xf = X[features]
         fixed_step = engine.EstimatorStep(
-            est, Xf, residuals=residuals, groups=frame[spec.groups[0]].cat.codes, cv=self.cv
+            est,
+            Xf,
+            residuals=residuals,
+            groups=frame[spec.groups[0]].cat.codes,
+            cv=self.cv,
+            context=estimator_threads,
         )
         re_steps = [LmerStep(data, Y[:, j], spec, self.reml) for j in range(Y.shape[1])]
         rule = engine.StoppingRule(tol=float(self.tol))
@@ -502,14 +507,22 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
                     "last step); increase max_iter"
                 )
             t = engine.trend_t(tail)
-            if abs(t) >= engine.StoppingRule().t_crit:
-                direction = "falls" if t < 0 else "rises"
+            h = self.history_[self.history_["accepted"]]
+            drifting = [
+                c
+                for c in h.columns
+                if c.startswith("var(")
+                and len(h) >= 3
+                and np.ptp(h[c].to_numpy()[-6:]) > 0
+                and abs(engine.trend_t(h[c].to_numpy()[-6:])) >= engine.StoppingRule().t_crit_params
+            ]
+            if t <= -engine.StoppingRule().t_crit or drifting:
+                what = f"{', '.join(drifting)} drift" if drifting else "the log-likelihood falls"
                 return (
-                    f"{head}: the log-likelihood {direction} by more than its noise from step "
-                    "to step (a drift, not convergence); an estimator that fits its training "
-                    "rows too closely absorbs the random effects: use residuals='oof' (or "
-                    "'oob' for a bagged forest) or regularise the estimator (e.g. "
-                    "min_samples_leaf)"
+                    f"{head}: {what} by more than the step-to-step noise (a drift, not "
+                    "convergence); an estimator that fits its training rows too closely "
+                    "absorbs the random effects: use residuals='oof' (or 'oob' for a bagged "
+                    "forest) or regularise the estimator (e.g. min_samples_leaf)"
                 )
         return f"{head}; increase max_iter"
 
@@ -564,7 +577,8 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             shape = (0,) if self.n_targets_ == 1 and not self._y_is_2d else (0, self.n_targets_)
             return np.empty(shape)
         try:
-            fixed = np.asarray(self.estimator_.predict(X[self.features_]), dtype=float)
+            with estimator_threads():
+                fixed = np.asarray(self.estimator_.predict(X[self.features_]), dtype=float)
         except (ValueError, TypeError) as exc:
             raise self._fixed_error(X, exc) from exc
         fixed = fixed.reshape(len(X), -1)
