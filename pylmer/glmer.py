@@ -188,15 +188,6 @@ def glmer(
     return GlmerModel._fit(spec, frame)
 
 
-_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(GlmerResults)) - {
-    "formula",
-    "fixef",
-    "family",
-    "link",
-    "nagq",
-}
-
-
 class GlmerModel(LmerModel):
     """A generalized linear mixed model fitted by lme4 (create it with :func:`glmer`).
 
@@ -226,6 +217,13 @@ class GlmerModel(LmerModel):
 
     results: GlmerResults
     _spec: _GlmerSpec
+    _FORWARDED = frozenset(f.name for f in dataclasses.fields(GlmerResults)) - {
+        "formula",
+        "fixef",
+        "family",
+        "link",
+        "nagq",
+    }
 
     # ------------------------------------------------------------------ building
 
@@ -313,16 +311,6 @@ class GlmerModel(LmerModel):
     def refit_ml(self) -> GlmerModel:
         """Return the model itself: a GLMM is already a maximum-likelihood fit."""
         return self
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name == "results":
-            raise AttributeError(name)
-        if name in _RESULT_FIELDS:
-            return getattr(self.results, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __dir__(self) -> list[str]:
-        return sorted({*object.__dir__(self), *_RESULT_FIELDS})
 
     # ------------------------------------------------------------------ display
 

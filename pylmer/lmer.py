@@ -632,12 +632,12 @@ class LmerModel:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "results":
             raise AttributeError(name)
-        if name in _RESULT_FIELDS:
+        if name in self._FORWARDED:
             return getattr(self.results, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *_RESULT_FIELDS})
+        return sorted({*super().__dir__(), *self._FORWARDED})
 
     # ------------------------------------------------------------------ display
 
@@ -1025,6 +1025,8 @@ class LmerModel:
 _RESULT_FIELDS = frozenset(
     f.name for f in dataclasses.fields(LmerResults) if f.name not in ("formula", "reml")
 ) - {"fixef", "satterthwaite"}
+#: the results fields read as model attributes (m.sigma is m.results.sigma)
+LmerModel._FORWARDED = _RESULT_FIELDS
 
 
 def _satterthwaite_table(value: Any, index: pd.Index) -> pd.DataFrame | None:
