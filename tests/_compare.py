@@ -52,3 +52,34 @@ def new_data(data: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
         nd[g] = nd[g].astype(str)
         nd.loc[nd.index[2], g] = "new"
     return nd
+
+
+def check_common_accessors(m, ref: dict, data: pd.DataFrame) -> None:
+    """Compare what every lme4 fit reports (LmerModel and GlmerModel alike) with the
+    reference ``ref``: ranef, ranef_sd, coef, varcorr, sigma, loglik, aic, bic, deviance,
+    npar, nobs, theta, ngrps, vcov, fitted, residuals (aligned to ``data``), is_singular.
+    """
+    for key in ("ranef", "ranef_sd", "coef"):
+        mine = getattr(m, key)
+        assert list(mine) == list(ref[key]), key
+        for group, obj in ref[key].items():
+            close_frame(mine[group], frame(obj), f"{key}[{group}]")
+    vc = frame(ref["varcorr"])
+    for col in ("group", "var1", "var2"):
+        mine = m.varcorr[col].astype(object).where(m.varcorr[col].notna(), np.nan)
+        assert [str(v) for v in mine] == [str(v) for v in vc[col]], col
+    close(m.varcorr[["variance", "sd_or_cor"]], vc[["variance", "sd_or_cor"]], "varcorr")
+    for key in ("sigma", "loglik", "aic", "bic", "deviance"):
+        close(getattr(m, key), ref[key], key)
+    assert m.npar == ref["npar"] and m.nobs == ref["nobs"]
+    assert list(m.theta.index) == list(np.atleast_1d(ref["theta"]["names"]))
+    close(m.theta, np.atleast_1d(ref["theta"]["values"]), "theta")
+    assert list(m.ngrps.index) == list(np.atleast_1d(ref["ngrps"]["names"]))
+    close(m.ngrps, np.atleast_1d(ref["ngrps"]["values"]), "ngrps")
+    names = [str(n) for n in np.atleast_1d(ref["vcov"]["names"])]
+    assert list(m.vcov.index) == names and list(m.vcov.columns) == names
+    close(m.vcov.to_numpy().ravel(), np.ravel(ref["vcov"]["values"]), "vcov")
+    close(m.fitted, ref["fitted"], "fitted")
+    close(m.residuals, ref["residuals"], "residuals")
+    assert m.fitted.index.equals(data.index)
+    assert m.is_singular == ref["is_singular"]
