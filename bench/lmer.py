@@ -1,27 +1,43 @@
-"""Benchmark: pylmer vs plain R (lme4) on InstEval, ``y ~ service + (1|s) + (1|d) + (1|dept)``.
+"""Benchmark: the whole InstEval job, pylmer vs plain R (lme4 + lmerTest) vs mixedlm.
 
-Both sides load the data, fit (REML) and extract every accessor of
-:class:`pylmer.LmerModel` except the Satterthwaite df/p: fixed effects with standard
-errors, ranef with conditional SDs, coef, VarCorr, sigma, theta, logLik, AIC, BIC,
-deviance, REML criterion, nobs, ngrps, vcov, fitted, residuals, singularity and messages.
+InstEval (73,421 ratings), ``y ~ service + (1|s) + (1|d) + (1|dept)``, REML.  "The job"
+is what a user runs: the fit, the fixed effects with Satterthwaite df and p values, the
+summary, ranef with conditional SDs, coef, VarCorr, fitted values and residuals.
 
-* native R: ``Rscript bench/lmer_native.R`` times itself (from ``data(InstEval)`` to the
-  last extraction; R's start-up and ``library(lme4)`` are excluded);
-* pylmer: R is started before timing; the timed part is ``lmer()`` (conversion of the
-  DataFrame, fit, extraction, conversion back) and reading every accessor.
+* pylmer: R is started and the data loaded before timing; timed: ``lmer()``, ``fixef``,
+  ``summary()``, ``ranef``, ``ranef_sd``, ``coef``, ``varcorr``, ``fitted``, ``residuals``.
+* (a) plain R, same R and BLAS: ``Rscript bench/lmer_native.R job`` -- lmerTest's
+  ``lmer``, ``summary()``, ``coef(summary())``, ``ranef(condVar = TRUE)``, ``coef``,
+  ``VarCorr``, ``fitted``, ``residuals``, timed by R itself from ``data()`` on (start-up
+  and ``library()`` excluded).  Also ``job-noderivs``: the same with
+  ``calc.derivs = FALSE``, lme4 >= 1.1-38's default on data this size (pylmer applies
+  that policy on lme4 1.1-31).
+* (b) mixedlm (pip, Rust): ``lmer`` + ``summary()`` (Satterthwaite df), plus ``ranef``
+  with conditional variances, ``coef``, ``VarCorr``, ``fitted``, ``residuals``.
+* (c) context: plain R with Debian's reference BLAS (``LD_LIBRARY_PATH`` pointing at
+  ``/usr/lib/x86_64-linux-gnu/blas`` and ``lapack``; skipped with a note if absent), i.e.
+  what R does on a default Debian install.
 
-Runs alternate (R, pylmer, R, pylmer, ...); the medians of wall-clock and of CPU time
-(user + system of the process: robust when other jobs share the machine) are reported::
+Also measured in plain R (``lmer_native.R steps``): pylmer's Satterthwaite step
+(``r_scripts/satterthwaite.R``) as a share of the fit, next to lmerTest's.
 
-    .venv/bin/python bench/lmer.py --repeat 3
+Runs alternate between the contenders (other jobs share the machine); medians of
+wall-clock and CPU (user + system of the process) are reported.  ``--threads 1`` runs
+every contender single-threaded (OpenBLAS, OpenMP and Rust's rayon pools): on a loaded
+2-core machine spinning BLAS threads inflate both wall and CPU time at random::
+
+    .venv/bin/python bench/lmer.py --repeat 3 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pylmer
@@ -29,50 +45,127 @@ from pylmer import datasets
 
 HERE = Path(__file__).resolve().parent
 FORMULA = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
-ACCESSORS = (
-    "fixef_wald", "ranef", "ranef_sd", "coef", "varcorr", "sigma", "theta", "loglik", "aic",
-    "bic", "deviance", "reml_criterion", "nobs", "ngrps", "vcov", "fitted", "residuals",
-    "is_singular", "converged", "messages",
-)  # fmt: skip
+REFERENCE_BLAS = Path("/usr/lib/x86_64-linux-gnu/blas")
+REFERENCE_LAPACK = Path("/usr/lib/x86_64-linux-gnu/lapack")
 
 
-def native_seconds() -> tuple[float, float]:
-    """Run the plain-R script once; return the (wall, CPU) seconds it reports."""
+def rscript(mode: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``lmer_native.R <mode>``; return its ``key=value`` lines as floats."""
     out = subprocess.run(
-        ["Rscript", str(HERE / "lmer_native.R")], capture_output=True, text=True, check=True
+        ["Rscript", str(HERE / "lmer_native.R"), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=None if env is None else {**os.environ, **env},
     )
-    wall, cpu = out.stdout.split()[-2:]
-    return float(wall), float(cpu)
+    pairs = (line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return {k: float(v) for k, v in pairs}
 
 
-def pylmer_seconds() -> tuple[float, float]:
-    """Fit InstEval with pylmer and read every accessor; return (wall, CPU) seconds."""
-    data = datasets.load("InstEval")
+def reference_blas_env() -> dict[str, str] | None:
+    if not (REFERENCE_BLAS / "libblas.so.3").exists():
+        return None
+    dirs = [str(REFERENCE_BLAS)]
+    if (REFERENCE_LAPACK / "liblapack.so.3").exists():
+        dirs.append(str(REFERENCE_LAPACK))
+    return {"LD_LIBRARY_PATH": ":".join(dirs)}
+
+
+def r_job(env: dict[str, str] | None = None, mode: str = "job") -> tuple[float, float]:
+    res = rscript(mode, env)
+    return res["job_wall"], res["job_cpu"]
+
+
+def timed(job: Callable[[], object]) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
-    model = pylmer.lmer(FORMULA, data)
-    for name in ACCESSORS:
-        getattr(model, name)
+    job()
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def pylmer_job(data) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = pylmer.lmer(FORMULA, data)
+    m.fixef  # noqa: B018  (df and p values)
+    m.summary()
+    for name in ("ranef", "ranef_sd", "coef", "varcorr", "fitted", "residuals"):
+        getattr(m, name)
+
+
+def mixedlm_job(data, full: bool = True) -> None:
+    import mixedlm
+
+    r = mixedlm.lmer(FORMULA, data)
+    r.summary()  # Satterthwaite df (mixedlm's default ddf_method)
+    if full:
+        r.ranef(condVar=True)
+        r.coef()
+        r.VarCorr()
+        r.fitted()
+        r.residuals()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=1, help="runs per side (median)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender (median)")
+    parser.add_argument("--no-reference-blas", action="store_true", help="skip (c)")
+    parser.add_argument("--threads", type=int, default=None, help="threads of every pool")
     args = parser.parse_args(argv)
+    if args.threads is not None:  # before R starts (this process) and for the Rscripts
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RAYON_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
     versions = pylmer.versions()  # starts R outside the timings
-    native, ours = [], []
+    data = datasets.load("InstEval")
+    try:
+        import mixedlm  # noqa: F401
+
+        have_mixedlm = True
+    except ImportError:
+        have_mixedlm = False
+    ref_env = None if args.no_reference_blas else reference_blas_env()
+    runs: dict[str, list[tuple[float, float]]] = {}
+
+    def add(key: str, value: tuple[float, float]) -> None:
+        runs.setdefault(key, []).append(value)
+
+    steps = []
     for _ in range(args.repeat):
-        native.append(native_seconds())
-        ours.append(pylmer_seconds())
-    print(f"InstEval: {FORMULA} (REML), R {versions['R']}, lme4 {versions['lme4']}")
-    print(f"runs per side: {args.repeat} (median); CPU = user + system time of the process")
-    print(f"{'':6} {'native R (s)':>13} {'pylmer (s)':>11} {'ratio':>7}")
-    for k, label in enumerate(("wall", "CPU")):
-        r_s = statistics.median(t[k] for t in native)
-        py_s = statistics.median(t[k] for t in ours)
-        print(f"{label:6} {r_s:13.2f} {py_s:11.2f} {py_s / r_s:7.3f}")
-    for label, runs in (("native R", native), ("pylmer", ours)):
-        print(f"{label} runs (wall/CPU s):", ", ".join(f"{w:.2f}/{c:.2f}" for w, c in runs))
+        add("pylmer", timed(lambda: pylmer_job(data)))
+        add("R lme4 + lmerTest", r_job())
+        if have_mixedlm:
+            add("mixedlm (fit + summary)", timed(lambda: mixedlm_job(data, full=False)))
+            add("mixedlm (whole job)", timed(lambda: mixedlm_job(data)))
+        add("R lme4 + lmerTest, calc.derivs = FALSE", r_job(mode="job-noderivs"))
+        steps.append(rscript("steps"))
+    if ref_env is not None:  # once: slow, context only
+        add("R lme4 + lmerTest, reference BLAS", r_job(ref_env))
+
+    print(f"InstEval: {FORMULA} (REML), {len(data)} rows")
+    print(
+        f"R {versions['R']}, lme4 {versions['lme4']}, lmerTest {versions['lmerTest']}; "
+        f"runs: {args.repeat} (median); CPU = user + system of the process; threads: "
+        f"{args.threads or 'default'}; load average at the end: {os.getloadavg()[0]:.1f}"
+    )
+    base = statistics.median(w for w, _ in runs["pylmer"])
+    print(f"| {'whole job':42} | wall (s) | CPU (s) | pylmer / this (wall) |")
+    print(f"|{'-' * 44}|---------:|--------:|---------------------:|")
+    for key, values in runs.items():
+        wall = statistics.median(w for w, _ in values)
+        cpu = statistics.median(c for _, c in values)
+        print(f"| {key:42} | {wall:8.2f} | {cpu:7.2f} | {base / wall:20.2f} |")
+    if ref_env is None and not args.no_reference_blas:
+        print(f"(reference BLAS skipped: {REFERENCE_BLAS}/libblas.so.3 not installed)")
+    fit = statistics.median(s["fit_wall"] for s in steps)
+    sat = statistics.median(s["satterthwaite_wall"] for s in steps)
+    lt = statistics.median(s["lmertest_wall"] for s in steps)
+    print(
+        f"plain R, fit with calc.derivs = FALSE: {fit:.2f} s; pylmer's Satterthwaite step "
+        f"{sat:.2f} s ({sat / fit:.0%} of the fit); lmerTest's {lt:.2f} s ({lt / fit:.0%}); "
+        f"intercept df {steps[-1]['df_intercept']:.6f} vs lmerTest "
+        f"{steps[-1]['lmertest_df_intercept']:.6f}"
+    )
+    for key, values in runs.items():
+        print(f"{key} runs (wall/CPU s):", ", ".join(f"{w:.2f}/{c:.2f}" for w, c in values))
 
 
 if __name__ == "__main__":
