@@ -20,7 +20,7 @@ _r._state["ri"].evalr(
     """
 .bench_fresh <- function(data_name, resp, derivs) {
   data <- get(data_name, envir = .pylmer_store); data[[".pylmer_e"]] <- resp
-  f <- .mixedml_formula("(1 + x2_x5 + x4_x7 + x6_x8 || individus)")
+  f <- .mixedml_residual_formula("(1 + x2_x5 + x4_x7 + x6_x8 || individus)")
   m <- suppressMessages(suppressWarnings(lme4::lmer(f, data = data, REML = FALSE,
         control = lme4::lmerControl(calc.derivs = derivs))))
   as.numeric(logLik(m))

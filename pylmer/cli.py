@@ -306,7 +306,11 @@ def _cmd_mixedml(args: argparse.Namespace, say: _Reporter) -> int:
     )
     X = train.drop(columns=[args.target])
     model.fit(X, train[args.target].to_numpy(dtype=float))
-    status = "converged" if model.converged_ else "did NOT converge"
+    status = (
+        f"converged (rule: {model.stop_reason_})"
+        if model.converged_
+        else f"did NOT converge (stopped at max_iter={args.max_iter})"
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(model.history_.to_string(float_format=lambda v: f"{v:.6g}"))
     print(f"\n{status} after {model.n_iter_} iterations")
@@ -695,8 +699,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B,C",
         help="feature columns (default: all but target and grouping columns)",
     )
-    p.add_argument("--residuals", choices=("in_sample", "oof"), default="in_sample")
-    p.add_argument("--max-iter", type=_positive_int, default=20, help="EM iterations (20)")
+    p.add_argument(
+        "--residuals",
+        choices=("auto", "in_sample", "oof", "oob"),
+        default="auto",
+        help="predictions the random effects see (auto: out-of-bag for the forest)",
+    )
+    p.add_argument("--max-iter", type=_positive_int, default=50, help="EM steps (50)")
     p.add_argument("--tol", type=float, default=1e-4, help="convergence tolerance (1e-4)")
     p.add_argument("--reml", action="store_true", help="REML random-effects step (default ML)")
     p.add_argument(

@@ -455,3 +455,15 @@ def test_forest_with_defaults_converges_without_warning():
     mse_plain = np.mean((plain.predict(test[RAW]) - test["y_mixed"]) ** 2)
     mse_mixed = np.mean((model.predict(test[cols]) - test["y_mixed"]) ** 2)
     assert mse_mixed < 0.5 * mse_plain, (mse_mixed, mse_plain)
+
+
+def test_pickled_model_predicts_the_same(small, linear_fit):
+    import pickle
+
+    X = small[["individus", *SLOPES]].iloc[:50]
+    y = np.where(np.arange(50) % 2 == 0, small["y_mixed_obs"].iloc[:50], np.nan)
+    copy = pickle.loads(pickle.dumps(linear_fit))
+    # the copy's lmer_ rebuilds its R object by refitting the same data (LmerModel's
+    # unpickling): the same optimum up to lme4's optimizer tolerance
+    np.testing.assert_allclose(copy.predict(X), linear_fit.predict(X), rtol=1e-7)
+    np.testing.assert_allclose(copy.predict(X, y=y), linear_fit.predict(X, y=y), rtol=1e-7)
