@@ -239,6 +239,10 @@
 # Simulated responses as plain numbers: successes for a cbind() response, 0/1 for a
 # factor response (1 = not the first level), else lme4's values.
 .pylmer_glmer_simulate <- function(m, nsim = 1L, seed = NULL) {
+  if (stats::family(m)$family == "inverse.gaussian" &&
+      !requireNamespace("statmod", quietly = TRUE)) {
+    .pylmer_stop("data", "simulating an inverse Gaussian model needs the R package statmod")
+  }
   sims <- stats::simulate(m, nsim = nsim, seed = seed)
   out <- lapply(sims, function(s) {
     if (is.matrix(s)) s[, 1L] else if (is.factor(s)) as.numeric(s != levels(s)[1L]) else s

@@ -3,7 +3,7 @@
 #   Rscript r_scripts/reference_glmer.R OUTDIR [CASE ...]
 #
 # Writes OUTDIR/<case>.json holding every accessor of GlmerModel at full precision (and,
-# for the simulated case, the data).  The tests run it on their own machine through
+# for the simulated cases, the data).  The tests run it on their own machine through
 # tests/_refcache.py.  Everything runs inside .refglmer_main(), called only when Rscript
 # runs this file (pylmer's R bridge may source r_scripts/*.R; then it only defines
 # functions).
@@ -17,6 +17,11 @@
   mu <- exp(1 + 0.5 * x + u)
   y <- round(stats::rgamma(length(g), shape = 4, rate = 4 / mu), 6)
   gamma_data <- data.frame(y = y, x = x, g = g)
+  # inverse Gaussian draws (Michael, Schucany & Haas 1976), mean mu, shape 20
+  nu <- stats::rnorm(length(g))^2
+  w <- mu + mu^2 * nu / 40 - mu / 40 * sqrt(80 * mu * nu + mu^2 * nu^2)
+  ig <- ifelse(stats::runif(length(g)) <= mu / (mu + w), w, mu^2 / w)
+  ig_data <- data.frame(y = round(ig, 6), x = x, g = g)
   list(
     cbpp = list(data = "cbpp", formula = cbind(incidence, size - incidence) ~ period + (1 | herd),
                 family = quote(binomial), groups = "herd", nAGQ = 1L, extras = TRUE),
@@ -37,7 +42,10 @@
                    formula = r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item),
                    family = quote(binomial), groups = c("id", "item"), nAGQ = 1L),
     gamma_sim = list(data = gamma_data, formula = y ~ x + (1 | g),
-                     family = quote(Gamma(link = "log")), groups = "g", nAGQ = 1L)
+                     family = quote(Gamma(link = "log")), groups = "g", nAGQ = 1L),
+    invgauss_sim = list(data = ig_data, formula = y ~ x + (1 | g),
+                        family = quote(inverse.gaussian(link = "log")), groups = "g",
+                        nAGQ = 1L)
   )
 }
 

@@ -3,7 +3,8 @@
 Every accessor of each reference model is compared with plain R's value at a relative
 tolerance of 1e-6: cbpp (binomial with cbind(), Laplace and nAGQ = 5, and as proportions
 with weights), grouseticks (Poisson and glmer.nb), VerbAgg (binomial, crossed, a factor
-response) and a simulated Gamma GLMM.  Each model is fitted once per module.
+response) and simulated Gamma and inverse Gaussian GLMMs.  Each model is fitted once per
+module.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ CASES = {
     "grouseticks_nb": ("grouseticks", TICKS, "negative_binomial", {}),
     "verbagg": ("VerbAgg", VERBAGG, "binomial", {}),
     "gamma_sim": (None, "y ~ x + (1 | g)", "Gamma", {"link": "log"}),
+    "invgauss_sim": (None, "y ~ x + (1 | g)", "inverse.gaussian", {"link": "log"}),
 }
 
 
