@@ -590,13 +590,28 @@ def icc(model: Any, *, by_group: bool = False) -> pd.Series | pd.DataFrame:
 # ------------------------------------------------------------------ allFit
 
 
-def allfit(model: Any) -> pd.DataFrame:
+def _allfit_task(payload: Any, names: list[str]) -> pd.DataFrame:
+    """One chunk of :func:`allfit` in a worker process (pylmer.parallel's payloads)."""
+    from . import parallel
+
+    (model,) = parallel._resolve(payload)
+    return _call("allFit", ".pylmer_inf_allfit", model._mermod(), which=names)
+
+
+def allfit(model: Any, *, n_jobs: int | None = None) -> pd.DataFrame:
     """Refit with every optimizer lme4's ``allFit`` knows and tabulate the results.
 
     The optimizers: bobyqa, Nelder_Mead, nlminbwrap, nmkbw (dfoptim), optimx's
     L-BFGS-B, nloptwrap's NLOPT_LN_NELDERMEAD and NLOPT_LN_BOBYQA (those whose R
     package is missing are reported as failed).  When all reach the same log-likelihood
     and estimates, a convergence warning of the original fit is a false alarm.
+
+    Parameters
+    ----------
+    n_jobs : int, optional
+        Refit with this many worker processes (joblib, as :mod:`pylmer.parallel`; each
+        worker starts its own R and rebuilds the model from its data once); default: one
+        after the other in this process.  The table is the same.
 
     Returns
     -------
@@ -606,7 +621,19 @@ def allfit(model: Any) -> pd.DataFrame:
         fixed effect, then the standard deviations / correlations (``<group>.sd_<term>``,
         ``<group>.cor_<a>.<b>``, ``sigma``).
     """
-    out = _call("allFit", ".pylmer_inf_allfit", _handle(model))
+    handle = _handle(model)
+    if n_jobs is None or n_jobs == 1:
+        out = _call("allFit", ".pylmer_inf_allfit", handle)
+    else:
+        from . import parallel
+
+        names = _call("allFit", ".pylmer_inf_allfit_names", handle)
+        names = [str(n) for n in np.atleast_1d(names)]
+        payload = parallel._model_payload(model)
+        tasks = [(payload, [name]) for name in names]
+        with parallel._Registered(payload, (model,)):
+            parts = parallel._run(_allfit_task, tasks, [1] * len(tasks), n_jobs, False, "allFit")
+        out = pd.concat(parts, ignore_index=True)
     out = out.set_index("optimizer")
     out.index.name = "optimizer"
     out["ok"] = out["ok"].astype(bool)

@@ -1007,9 +1007,9 @@ class LmerModel:
         """Intra-class correlation; see :func:`pylmer.inference.icc`."""
         return inference.icc(self, by_group=by_group)
 
-    def allfit(self) -> pd.DataFrame:
+    def allfit(self, *, n_jobs: int | None = None) -> pd.DataFrame:
         """Refit with every optimizer (lme4's allFit); see :func:`pylmer.inference.allfit`."""
-        return inference.allfit(self)
+        return inference.allfit(self, n_jobs=n_jobs)
 
     def tidy(
         self,

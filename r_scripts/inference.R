@@ -406,11 +406,24 @@
   m
 }
 
-.pylmer_inf_allfit <- function(m) {
-  env <- environment(stats::formula(m))
+# allFit's table of optimizers (those whose R package is installed) and their fit names.
+.pylmer_inf_allfit_table <- function(m) {
   for (p in c("dfoptim", "optimx")) suppressMessages(requireNamespace(p, quietly = TRUE))
-  af <- eval(quote(lme4::allFit(model, verbose = FALSE)),
-             list(model = .pylmer_inf_control_call(m)), enclos = env)
+  tab <- lme4::allFit(m, show.meth.tab = TRUE)
+  rownames(tab) <- gsub("\\.$", "", paste(tab[, "optimizer"], tab[, "method"], sep = "."))
+  tab
+}
+
+.pylmer_inf_allfit_names <- function(m) rownames(.pylmer_inf_allfit_table(m))
+
+# allFit() with every optimizer, or those named in `which`; one row per optimizer.
+.pylmer_inf_allfit <- function(m, which = NULL) {
+  env <- environment(stats::formula(m))
+  tab <- .pylmer_inf_allfit_table(m)
+  if (!is.null(which)) tab <- tab[rownames(tab) %in% which, , drop = FALSE]
+  rownames(tab) <- NULL
+  af <- eval(quote(lme4::allFit(model, meth.tab = tab, verbose = FALSE)),
+             list(model = .pylmer_inf_control_call(m), tab = tab), enclos = env)
   ok <- !vapply(af, inherits, TRUE, what = "error")
   fits <- af[ok]
   rows <- lapply(names(af), function(nm) {

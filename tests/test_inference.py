@@ -504,3 +504,10 @@ def test_inference_needs_a_model():
         inference.anova(object())
     with pytest.raises(InvalidArgumentError, match="fitted pylmer model"):
         inference.tidy(pd.DataFrame())
+
+
+def test_allfit_in_worker_processes_equals_sequential():
+    m = pylmer.lmer("Yield ~ 1 + (1 | Batch)", datasets.load("Dyestuff"))
+    seq = m.allfit()
+    par = m.allfit(n_jobs=2)
+    pd.testing.assert_frame_equal(seq.drop(columns="time"), par.drop(columns="time"))
