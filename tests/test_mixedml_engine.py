@@ -298,3 +298,16 @@ def test_a_drifting_variance_is_not_stationary():
     drifting = [[1.0 + 0.5 * k + 0.01 * v, 2.0] for k, v in enumerate(noise)]
     assert rule.stationary(noise, flat)
     assert not rule.stationary(noise, drifting)
+
+
+def test_rows_without_out_of_bag_prediction_get_the_in_sample_one():
+    from sklearn.ensemble import RandomForestRegressor
+
+    X, y, codes = grouped_data(n_groups=30, n_per=6)
+    rf = RandomForestRegressor(n_estimators=3, oob_score=True, random_state=0)
+    with pytest.warns(UserWarning, match="OOB"):
+        est, pred = engine.EstimatorStep(rf, X, residuals="oob").fit(y[:, None])
+    never = engine._never_out_of_bag(est, len(y))
+    assert never.any()
+    np.testing.assert_allclose(pred[never, 0], est.predict(X)[never])
+    np.testing.assert_allclose(pred[~never, 0], est.oob_prediction_[~never])

@@ -205,7 +205,13 @@ class EstimatorStep:
             return _Lazy(est, self.X, self._target(target)), np.asarray(pred, float).reshape(n, -1)
         est.fit(self.X, self._target(target))
         if self.residuals == "oob":
-            pred = est.oob_prediction_
+            # rows that were in every tree's bag (few trees) have no out-of-bag
+            # prediction: they get the in-sample one
+            pred = np.asarray(est.oob_prediction_, dtype=float)
+            missing = _never_out_of_bag(est, n)
+            if missing.any():
+                inner = np.asarray(est.predict(self.X), dtype=float).reshape(pred.shape)
+                pred = np.where(missing.reshape(-1, *([1] * (pred.ndim - 1))), inner, pred)
         else:
             pred = est.predict(self.X)
         return est, np.asarray(pred, dtype=float).reshape(n, -1)
@@ -214,6 +220,17 @@ class EstimatorStep:
     def finalize(estimator: Any) -> Any:
         """The fitted estimator of a state (fits it now for out-of-fold residuals)."""
         return estimator.fit() if isinstance(estimator, _Lazy) else estimator
+
+
+def _never_out_of_bag(est: Any, n: int) -> np.ndarray:
+    """Rows that every tree drew (scikit-learn gives them an out-of-bag prediction of 0)."""
+    samples = getattr(est, "estimators_samples_", None)
+    if samples is None:
+        return np.zeros(n, dtype=bool)
+    inbag = np.zeros(n, dtype=np.int64)
+    for idx in samples:
+        inbag[np.unique(idx)] += 1
+    return inbag == len(samples)
 
 
 class _Lazy:

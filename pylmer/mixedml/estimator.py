@@ -99,7 +99,8 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         (:class:`~sklearn.model_selection.GroupKFold` on the first grouping column), at
         ``cv`` extra fits per iteration.  ``"oob"``: the out-of-bag predictions of a
         bagging ensemble (``oob_score=True`` is set on the clone), at no extra fit.
-        ``"auto"`` uses ``"oob"`` for bagged forests and ``"in_sample"`` otherwise.  Why:
+        ``"auto"`` uses ``"oob"`` for bagged forests (random forests), ``"oof"`` for
+        forests without bootstrap (extra trees) and ``"in_sample"`` otherwise.  Why:
         a forest grown to single-row leaves (scikit-learn's default) *interpolates* its
         training rows, so its in-sample predictions already contain the random effects
         it was asked to leave out; the residuals are then nearly zero, the residual
@@ -269,8 +270,8 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if self.residuals != "auto":
             return self.residuals
         params = est.get_params(deep=False) if hasattr(est, "get_params") else {}
-        if "oob_score" in params and params.get("bootstrap", False):
-            return "oob"
+        if "oob_score" in params:  # a forest: interpolates its rows at default settings
+            return "oob" if params.get("bootstrap", False) else "oof"
         return "in_sample"
 
     def _fixed_error(self, X: pd.DataFrame, exc: Exception) -> Exception:
