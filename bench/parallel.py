@@ -123,8 +123,6 @@ def main(argv: list[str] | None = None) -> None:
     native("many_refit", nresp)
     res = timed(f"pylmer lmer_many n_jobs=2 loky, no df ({nresp})", pylmer.lmer_many, rhs, data,
                 names, satterthwaite=False, n_jobs=2)  # fmt: skip
-    timed(f"pylmer lmer_many n_jobs=1, no df ({nresp})", pylmer.lmer_many, rhs, data, names,
-          satterthwaite=False)  # fmt: skip
     slope = res.fixef[res.fixef["term"] == "Days"]["estimate"].sum()
     print(f"  Days slopes sum {slope:.6f} vs R lmer loop {r_check:.6f}")
     k = min(args.sat, nresp)

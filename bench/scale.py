@@ -11,7 +11,8 @@ process (so that peak resident memory is the process's own, measured by GNU time
 
 Both use the same R and BLAS (pylmer embeds this R).  Reported: read and fit seconds
 (timed inside each process, R's start-up excluded on both sides), the process's wall
-time and peak RSS, and the size of the pandas frame.  Usage::
+time and peak RSS, the size of the pandas frame, and each side's start-up peak RSS
+without data (the "growth" columns subtract it).  Usage::
 
     .venv/bin/python bench/scale.py [--sizes 1e4 1e5 1e6] [--out out/bench_scale.json]
 """
@@ -86,12 +87,25 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--child":
         child_pylmer(sys.argv[2])
         return
+    if argv is None and len(sys.argv) == 2 and sys.argv[1] == "--child-baseline":
+        import pylmer
+
+        pylmer.versions()  # Python, pandas, scikit-learn, R, lme4: no data
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6])
     parser.add_argument("--out", default="out/bench_scale.json")
     parser.add_argument("--dir", default="out/scale_data")
     args = parser.parse_args(argv)
     Path(args.dir).mkdir(parents=True, exist_ok=True)
+    # start-up footprint of each side (no data): R with lme4 + lmerTest; Python with
+    # pylmer (pandas, scikit-learn) and the embedded R with lme4
+    base_r = run(["Rscript", "-e", "suppressMessages({library(lme4); library(lmerTest)})"])
+    base_p = run([sys.executable, str(Path(__file__).resolve()), "--child-baseline"])
+    print(
+        f"start-up peak RSS: R {base_r['peak_kb'] / 1024:.0f} MB, "
+        f"pylmer {base_p['peak_kb'] / 1024:.0f} MB"
+    )
     rows = []
     for size in args.sizes:
         n = int(size)
@@ -111,12 +125,15 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=1))
+    Path(args.out).write_text(
+        json.dumps({"baseline": {"R": base_r, "pylmer": base_p}, "sizes": rows}, indent=1)
+    )
     print(
         "\n| rows | groups | R fit s | pylmer fit s | ratio | R read s | pandas read s "
-        "| R peak MB | pylmer peak MB | frame MB | budget MB | load |"
+        "| R peak MB | pylmer peak MB | frame MB | budget MB | R growth MB "
+        "| pylmer growth MB | load |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         r, p = row["R"], row["pylmer"]
         budget = r["peak_kb"] / 1024 + p["frame"] / 2**20
@@ -124,7 +141,10 @@ def main(argv: list[str] | None = None) -> None:
             f"| {row['rows']:,} | {row['groups']:,} | {r['fit']:.2f} | {p['fit']:.2f} | "
             f"{p['fit'] / r['fit']:.2f} | {r['read']:.2f} | {p['read']:.2f} | "
             f"{r['peak_kb'] / 1024:.0f} | {p['peak_kb'] / 1024:.0f} | "
-            f"{p['frame'] / 2**20:.0f} | {budget:.0f} | {max(r['load'], p['load']):.1f} |"
+            f"{p['frame'] / 2**20:.0f} | {budget:.0f} | "
+            f"{(r['peak_kb'] - base_r['peak_kb']) / 1024:.0f} | "
+            f"{(p['peak_kb'] - base_p['peak_kb']) / 1024:.0f} | "
+            f"{max(r['load'], p['load']):.1f} |"
         )
 
 
