@@ -25,7 +25,11 @@
   f <- tryCatch(
     .pylmer_lmer_formula(formula, data),
     # lmer's parser wants a numeric response; a binomial one may be a two-level factor
-    pylmer_data_error = function(e) if (family == "binomial") NULL else stop(e)
+    pylmer_data_error = function(e) if (family == "binomial") NULL else stop(e),
+    pylmer_formula_error = function(e) {
+      .pylmer_stop("formula", sub("use a linear model for", "use a GLM (glm) for",
+                                  conditionMessage(e), fixed = TRUE))
+    }
   )
   if (is.null(f)) f <- stats::as.formula(formula)
   lhs <- f[[2L]]

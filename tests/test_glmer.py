@@ -222,6 +222,8 @@ def test_family_and_link_errors(fits):
         glmer(CBPP, data, "gaussian")
     with pytest.raises(ValueError, match="nagq"):
         glmer(CBPP, data, nagq=-1)
+    with pytest.raises(FormulaError, match=r"no random-effects term.*GLM"):
+        glmer("cbind(incidence, size - incidence) ~ period", data)
     with pytest.raises(FormulaError, match="'periodd'"):
         glmer("cbind(incidence, size - incidence) ~ periodd + (1 | herd)", data)
     summed = glmer(CBPP, data, contrasts={"period": "sum"})
