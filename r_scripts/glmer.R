@@ -215,8 +215,9 @@
   ok <- stats::complete.cases(newdata[vars])
   out <- rep(NA_real_, nrow(newdata))
   if (any(ok)) {
-    out[ok] <- stats::predict(m, newdata = newdata[ok, , drop = FALSE], re.form = re_form,
-                              type = type, allow.new.levels = allow_new_levels)
+    rows <- if (all(ok)) newdata else newdata[ok, , drop = FALSE]
+    out[ok] <- stats::predict(m, newdata = rows, re.form = re_form, type = type,
+                              allow.new.levels = allow_new_levels)
   }
   out
 }
