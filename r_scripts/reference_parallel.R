@@ -29,6 +29,13 @@
            ci_names = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2]),
            ci_cols = colnames(ci)), "boot_sleepstudy")
 
+  # rows with a missing response: lme4 drops them, bootMer simulates the rows it used
+  dn <- sleepstudy
+  dn$Reaction[c(4L, 51L)] <- NA
+  mn <- lme4::lmer(Reaction ~ Days + (Days | Subject), dn)
+  bn <- suppressMessages(bootMer(mn, fun, nsim = 5, seed = 3))
+  put(list(t = unname(bn$t)), "boot_missing")
+
   # parametric-bootstrap LRT (PBmodcomp ignores its seed argument: seed R's generator)
   m0 <- lme4::lmer(Reaction ~ 1 + (Days | Subject), sleepstudy)
   set.seed(7)

@@ -71,6 +71,17 @@ def test_bootstrap_equals_bootmer(serial_draws):
     assert serial_draws.attrs["n_failed"] == 0
 
 
+def test_bootstrap_with_dropped_rows_equals_bootmer(sleep):
+    ref = reference("reference_parallel.R", "boot_missing")
+    data = sleep.copy()
+    data.loc[[3, 50], "Reaction"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = pylmer.lmer(FORMULA, data)
+    draws = P.bootstrap(m, nsim=5, seed=3)
+    np.testing.assert_allclose(draws.to_numpy(), np.asarray(ref["t"]), rtol=RTOL)
+
+
 def test_confint_boot_equals_r(model):
     ref = reference("reference_parallel.R", "boot_sleepstudy")
     ci = model.confint(method="boot", nsim=30, seed=42)
