@@ -377,7 +377,11 @@ def convergence_trace(model: Any, *, ax: Sequence[Axes] | None = None) -> Figure
     it = history.index.to_numpy()
     for col in [c for c in history.columns if c.startswith("loglik")]:
         axes[0].plot(it, history[col], marker="o", ms=3, label=col)
-    axes[0].set_title("log-likelihood (random-effects model)")
+    reason = getattr(model, "stop_reason_", None)
+    axes[0].set_title(
+        "log-likelihood (random-effects model)"
+        + (f"\nstopped: {reason}" if isinstance(reason, str) else "")
+    )
     delta = history["max_delta_u"].to_numpy(dtype=float)
     finite = np.isfinite(delta) & (delta > 0)
     axes[1].semilogy(it[finite], delta[finite], marker="o", ms=3)
@@ -385,7 +389,7 @@ def convergence_trace(model: Any, *, ax: Sequence[Axes] | None = None) -> Figure
     if tol is not None:
         axes[1].axhline(tol, color="grey", ls=":", lw=1, label=f"tol = {tol:g}")
         axes[1].legend(fontsize=8)
-    axes[1].set_title("relative change of u")
+    axes[1].set_title("largest change of a term's random effects (relative)")
     for col in [c for c in history.columns if c.startswith("var(")]:  # includes var(Residual)
         axes[2].plot(it, history[col], marker="o", ms=3, label=col)
     axes[2].set_title("variance components")
