@@ -117,14 +117,6 @@
   out
 }
 
-# X_r gamma of the rows bound as `target_name` (the offset set to zero).
-.mixedml_glmm_xgamma <- function(model, target_name) {
-  target <- get(target_name, envir = .pylmer_store)
-  if (nrow(target) == 0L) return(numeric())
-  target[[".pylmer_f"]] <- 0
-  unname(stats::predict(model, newdata = target, re.form = NA, type = "link"))
-}
-
 # Empirical Bayes random effects with the variance parameters fixed: the conditional
 # modes u of the spherical random effects maximise
 #   sum_i log p(y_i | eta_i) - |u|^2 / 2,   eta = offset + Z Lambda u

@@ -160,3 +160,13 @@ def test_errors_name_the_column(r_session):
     with pytest.raises(NotFittedError):
         MixedMLClassifier(random_effects="(1 | g)").predict_proba(X)
     assert issubclass(DataError, pylmer.PylmerError)
+
+
+def test_pickle_round_trip(binary_fit):
+    import pickle
+
+    _, X, _, model = binary_fit
+    copy = pickle.loads(pickle.dumps(model))
+    # the unpickled glmer_ refits its model (checked against the stored log-likelihood)
+    np.testing.assert_allclose(copy.predict_proba(X), model.predict_proba(X), atol=1e-5)
+    assert list(copy.classes_) == list(model.classes_)

@@ -204,7 +204,6 @@ def fit_glmm(est: Any, X: Any, Y: np.ndarray, family: str, y_name: str = "y") ->
         "_spec": spec,
         "_coding": coding,
         "_terms": terms,
-        "_handle": fit.handle,
         "_train_frame": frame,
         "_train_y": Y,
         "_train_offset": fixed + terms["fixed"],
@@ -304,9 +303,10 @@ def predict_link(est: Any, X: Any, y: np.ndarray | None = None) -> np.ndarray:
     target = est._coding.encode(X[est.re_columns_])
     observed, yo, offset = est._train_frame, est._train_y, est._train_offset
     with r_blas_single_threaded():
-        xg = np.atleast_1d(
-            np.asarray(_r.call(".mixedml_glmm_xgamma", est._handle, _r.bind(target)), float)
-        )
+        # X_r gamma from the final glmer fit (offset zero, no random effects)
+        xg = est.glmer_.predict(
+            target.assign(**{".pylmer_f": 0.0}), type="link", include_random=False
+        ).to_numpy(dtype=float)
         if y is not None:
             rows = np.isfinite(y) & X[est.groups_].notna().all(axis=1).to_numpy()
             if rows.any():
