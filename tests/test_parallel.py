@@ -253,3 +253,13 @@ def test_dask_cluster_equals_serial(
     _assert_many_equal(many, serial_many)
     np.testing.assert_allclose(dask_cv, serial_cv, rtol=1e-10)
     np.testing.assert_allclose(dask_mixed, serial_mixed, rtol=1e-8)
+
+
+def test_progress_bar(many_data, capsys):
+    pytest.importorskip("tqdm", reason="the progress bar is tqdm's (optional)")
+    data, responses, _ = many_data
+    pylmer.lmer_many(
+        "~ Days + (1 | Subject)", data, responses[:3], satterthwaite=False, progress=True
+    )
+    err = capsys.readouterr().err
+    assert "lmer_many" in err and "3/3" in err
