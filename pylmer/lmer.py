@@ -242,7 +242,11 @@ check_nobs_vs_nRE, check_formula_LHS : str, optional
         out: dict[str, Any] = {}
         optimizer, ctrl = self._optimizer()
         ctrl = {**ctrl, **dict(self.opt_ctrl or {})}
-        if self.maxfun is not None:
+        if self.maxfun is not None and self.optimizer is None:
+            # the default optimizer differs (lmer: nloptwrap, glmer: bobyqa/Nelder_Mead):
+            # the R side puts the limit under the name the optimizer knows
+            out["maxfun"] = int(self.maxfun)
+        elif self.maxfun is not None:
             ctrl[_MAXFUN_NAME[optimizer]] = int(self.maxfun)
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
