@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import _r
 from ._data import GroupLevels, as_pandas, check_text_columns, model_frame
-from .errors import DataError, FormulaError
+from .errors import DataError, FormulaError, InvalidArgumentError
 from .inference import normalize_contrasts
 from .lmer import LmerControl, LmerModel, _control, _strings, shared_results
 from .results import GlmerResults, format_glmer_summary, glmer_html
@@ -47,22 +47,28 @@ _ALIASES = {
 
 
 def _family(family: str, link: str | None) -> tuple[str, str]:
-    """Return R's family name and the link, or raise ValueError naming the bad one."""
+    """Return R's family name and the link, or raise InvalidArgumentError naming the bad
+    one."""
     if not isinstance(family, str):
-        raise ValueError(f"family must be a string such as 'binomial', not {family!r}")
+        raise InvalidArgumentError(
+            f"family must be a string such as 'binomial', not {family!r}", argument="family"
+        )
     name = family if family in FAMILIES else _ALIASES.get(family.strip().lower())
     if name is None and family.strip().lower() in FAMILIES:
         name = family.strip().lower()
     if name is None:
         hint = " (a Gaussian GLMM with identity link is pylmer.lmer)" if "gauss" in family else ""
-        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}{hint}")
+        raise InvalidArgumentError(
+            f"unknown family {family!r}; known: {', '.join(FAMILIES)}{hint}", argument="family"
+        )
     default, links = FAMILIES[name]
     if link is None:
         return name, default
     if link not in links:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"link {link!r} is not available for the {name} family; available: "
-            f"{', '.join(map(repr, links))}"
+            f"{', '.join(map(repr, links))}",
+            argument="link",
         )
     return name, link
 
@@ -145,8 +151,9 @@ def glmer(
 
     Raises
     ------
-    ValueError
-        An unknown family or a link the family does not have.
+    InvalidArgumentError
+        An unknown family, a link the family does not have, or a bad ``nagq`` /
+        ``na_action`` (a ``ValueError`` too).
     FormulaError
         The formula does not parse, names a column not in ``data`` or has no random term.
     DataError
@@ -161,9 +168,13 @@ def glmer(
         raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
     data = as_pandas(data)
     if na_action not in ("omit", "error"):
-        raise ValueError(f"na_action must be 'omit' or 'error', not {na_action!r}")
+        raise InvalidArgumentError(
+            f"na_action must be 'omit' or 'error', not {na_action!r}", argument="na_action"
+        )
     if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 0 <= nagq <= 100:
-        raise ValueError(f"nagq must be an integer from 0 to 100, not {nagq!r}")
+        raise InvalidArgumentError(
+            f"nagq must be an integer from 0 to 100, not {nagq!r}", argument="nagq"
+        )
     if len(data) == 0:
         raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
     weights = _values("weights", weights, len(data))
@@ -366,7 +377,9 @@ class GlmerModel(LmerModel):
             offset given as values.
         """
         if type not in ("response", "link"):
-            raise ValueError(f"type must be 'response' or 'link', not {type!r}")
+            raise InvalidArgumentError(
+                f"type must be 'response' or 'link', not {type!r}", argument="type"
+            )
         if newdata is None:
             if include_random and type == "response":
                 return self.results.fitted.rename(None)
@@ -412,7 +425,9 @@ class GlmerModel(LmerModel):
         if method == "boot" and set(kwargs) <= {"nsim", "seed", "n_jobs"}:
             if kwargs.get("n_jobs") is None:
                 if not 0 < level < 1:
-                    raise ValueError(f"level must be between 0 and 1, not {level}")
+                    raise InvalidArgumentError(
+                        f"level must be between 0 and 1, not {level}", argument="level"
+                    )
                 seed = kwargs.get("seed")
                 return _r.call(
                     ".pylmer_lmer_confint",

@@ -23,7 +23,14 @@ from _refcache import reference
 
 import pylmer
 from pylmer import datasets
-from pylmer.errors import DataError, FormulaError, LmerConvergenceWarning, RError, RWarning
+from pylmer.errors import (
+    DataError,
+    FormulaError,
+    InvalidArgumentError,
+    LmerConvergenceWarning,
+    RError,
+    RWarning,
+)
 from pylmer.glmer import GlmerModel, glmer
 from pylmer.results import GlmerResults, format_pvalues
 from pylmer.sklearn import GlmerClassifier, GlmerRegressor
@@ -214,7 +221,7 @@ def test_negative_cbind_counts_are_named(fits):
 
 def test_family_and_link_errors(fits):
     data = fits["cbpp"][1]
-    with pytest.raises(ValueError, match=r"unknown family 'binomal'.*binomial"):
+    with pytest.raises(InvalidArgumentError, match=r"unknown family 'binomal'.*binomial"):
         glmer(CBPP, data, "binomal")
     with pytest.raises(ValueError, match=r"link 'log2'.*binomial.*'probit'"):
         glmer(CBPP, data, link="log2")
