@@ -480,8 +480,10 @@ def run(
         The stopping rule (default: ``StoppingRule()``).
     accelerate : bool
         SQUAREM every third step while the log-likelihood rises monotonically (a smooth
-        fixed-point map); the jump is kept when it does not lower the log-likelihood, else
-        the loop continues from the last plain state (nothing is recomputed).
+        fixed-point map); the jump is kept when it does not lower the log-likelihood,
+        else its length is halved towards a plain step (SQUAREM's backtracking) while it
+        stays at least two plain steps long, and otherwise the loop continues from the
+        last plain state (nothing is recomputed).
     callback : callable, optional
         ``callback(state, record)`` after every step.
 
@@ -554,16 +556,25 @@ def run(
             break
         if not chain[-3] < chain[-2] < chain[-1]:
             continue  # not a smooth ascent: extrapolating noise would only cost a step
-        extrapolated = squarem(s1.inputs, s1.contribution, s2.contribution)
+        x0, x1, x2 = s1.inputs, s1.contribution, s2.contribution
+        extrapolated = squarem(x0, x1, x2)
         if extrapolated is None:
             continue
         point, length = extrapolated
-        sj = evaluate(point, s2, "jump")
-        records[-1]["step_length"] = length
-        if sj.loglik >= s2.loglik:
-            state = sj
-            remember(sj)
-        else:
+        while True:
+            sj = evaluate(point, s2, "jump")
+            records[-1]["step_length"] = length
+            if sj.loglik >= s2.loglik:
+                state = sj
+                remember(sj)
+                notify(sj)
+                break
             records[-1]["accepted"] = False
-        notify(sj)
+            notify(sj)
+            # SQUAREM's backtracking: halve the distance to a plain step, while that is
+            # still a jump and the budget allows; else continue from the last plain state
+            length = (length + 1.0) / 2.0
+            if length < 2.0 or len(records) + 1 > max_iter:
+                break
+            point = x0 + 2 * length * (x1 - x0) + length**2 * (x2 - 2 * x1 + x0)
     return EMResult(state=state, reason=reason, n_iter=len(records), records=records)
