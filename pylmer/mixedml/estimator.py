@@ -560,6 +560,21 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         ------
         NotFittedError
             Before :meth:`fit` (also scikit-learn's ``NotFittedError``).
+
+        Examples
+        --------
+        A known subject's later visits update their trajectory (sleepstudy: fit on days
+        0-4, observe days 5-6, forecast days 7-9)::
+
+            sleep = pylmer.datasets.load("sleepstudy")
+            train, later = sleep[sleep.Days < 5], sleep[sleep.Days >= 5]
+            model = MixedMLRegressor(random_effects="(Days | Subject)")
+            model.fit(train[["Subject", "Days"]], train["Reaction"])
+            seen = later["Reaction"].where(later.Days <= 6)      # NaN on days 7-9
+            model.predict(later[["Subject", "Days"]], y=seen)    # uses days 0-6
+
+        Do not pass the training rows again as ``y``: they are already in the fit, and
+        would count twice.
         DataError
             ``X`` lacks a column, ``y`` does not have one value per row, a random-slope
             covariate is missing, a feature is not numeric.
