@@ -311,11 +311,11 @@ def part_hgb(args: argparse.Namespace) -> list[dict[str, Any]]:
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:
         out = {}
-        modes = ["no_pylmer", "pylmer_first", "sklearn_first", "no_pylmer"]
-        if os.getloadavg()[0] >= (os.cpu_count() or 1):
-            # MixedML then fits with one OpenMP thread (pylmer.mixedml.threads): compare
-            # with the same fit on one thread too
-            modes.append("no_pylmer_1thread")
+        # on an oversubscribed machine MixedML fits with one OpenMP thread
+        # (pylmer.mixedml.threads): the same fit on one thread is a baseline too; each
+        # baseline runs before and after the MixedML runs (the load drifts)
+        modes = ["no_pylmer", "no_pylmer_1thread", "pylmer_first", "sklearn_first"]
+        modes += ["no_pylmer_1thread", "no_pylmer"]
         for mode in modes:
             proc = subprocess.run(
                 [sys.executable, __file__, "--hgb-child", mode],
