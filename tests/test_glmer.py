@@ -433,6 +433,11 @@ def test_cli_fit_and_validate_with_family(fits, tmp_path, capsys):
     assert status == 0 and " Family: poisson  ( log )" in out
     fixef = pd.read_csv(tmp_path / "fixef.csv", index_col=0)
     assert list(fixef.columns) == ["estimate", "std_error", "z_value", "p_value"]
+    pred = tmp_path / "pred.csv"
+    args = ["--family", "poisson", "--newdata", str(csv), "--out", str(pred), "-q"]
+    assert cli.main(["predict", str(csv), formula, *args]) == 0
+    direct = glmer(formula, pd.read_csv(csv), "poisson")  # YEAR reads back as a number
+    close(pd.read_csv(pred)["prediction"], direct.fitted, "pylmer predict --family")
     assert cli.main(["validate", str(csv), formula, "--family", "poisson", "-q"]) == 0
     out = capsys.readouterr().out
     assert "all" in out and "agree" in out
