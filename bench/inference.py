@@ -6,7 +6,8 @@
 * ``anova3_satterthwaite``: ``m.anova(type=3)`` vs ``anova(as_lmerModLmerTest(m), type = 3)``
   (both include lmerTest's Hessian of the deviance, which later steps reuse);
 * ``emmeans_pairwise_satterthwaite``: ``pylmer.emmeans(m, "studage", by="service",
-  pairwise=True, ddf="satterthwaite")`` vs ``emmeans`` + ``pairs``;
+  pairwise=True, ddf="satterthwaite")`` vs ``emmeans`` + the summaries of the means and
+  of ``pairs``;
 * on the first ``--kr-rows`` rows (Kenward-Roger builds dense n x n matrices: the full
   data would need ~40 GB): ``kenward_roger_table`` (``m.fixef_table(ddf="kenward-roger")``
   vs ``coef(summary(m, ddf = "Kenward-Roger"))``) and ``anova3_kenward_roger``.
@@ -21,7 +22,8 @@ lmer issue); the Type III anova is timed again with lmerTest's numerical derivat
 **Calibration** of 95% prediction intervals (:func:`pylmer.inference.predict_interval`):
 sleepstudy leave-one-subject-out (each subject predicted as a new group from the other 17)
 and a simulation with known truth (random intercepts and slopes, 30 subjects x 10 days;
-coverage for known subjects' new observations and for new subjects).
+coverage for known subjects' new observations and for new subjects); merTools'
+``predictInterval`` on the sleepstudy task (``bench/inference_mertools.R``) for comparison.
 
     .venv/bin/python bench/inference.py [--kr-rows 5000] [--sims 100] [--skip-speed]
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import time
 import warnings
@@ -89,6 +92,7 @@ def ours(kr_rows: int) -> tuple[Clock, dict]:
             pairwise=True,
             ddf="satterthwaite",
         )
+        values["means_df"] = emm.means["df"].tolist()
         values["pairs_estimate"] = emm.contrasts["estimate"].tolist()
         values["pairs_df"] = emm.contrasts["df"].tolist()
         small = data.iloc[:kr_rows].copy()
@@ -133,7 +137,7 @@ def speed(kr_rows: int) -> None:
         f"| total | {total[0]:.2f} | {total[1]:.2f} | {total[1] / total[0]:.3f} "
         f"| {total[2]:.2f} | {total[3]:.2f} | {total[3] / total[2]:.3f} |"
     )
-    for key in ("anova3_F", "anova3_DenDF", "pairs_estimate", "pairs_df", "kr_df"):
+    for key in ("anova3_F", "anova3_DenDF", "means_df", "pairs_estimate", "pairs_df", "kr_df"):
         a, b = np.asarray(values[key], float), np.asarray(r["values"][key], float)
         print(f"max relative difference pylmer vs plain R, {key}: {np.max(np.abs(a / b - 1)):.1e}")
     extra = "anova3_satterthwaite_lmertest_derivatives"
@@ -202,6 +206,16 @@ def calibration(n_sims: int) -> None:
     print("| data | interval | coverage |")
     print("|---|---|---|")
     print(f"| sleepstudy, leave one subject out (180 obs) | prediction, new subject | {loso:.3f} |")
+    if shutil.which("Rscript"):
+        out = subprocess.run(
+            ["Rscript", str(HERE / "inference_mertools.R")], capture_output=True, text=True
+        )
+        if out.returncode == 0:
+            value = float(out.stdout.split()[-1])
+            print(
+                f"| same, merTools predictInterval (2000 draws) | prediction, new subject "
+                f"| {value:.3f} |"
+            )
     for kind, value in sim.items():
         what = kind if kind.startswith("confidence") else f"prediction, {kind} subjects"
         print(f"| simulation, {n_sims} data sets x 300 obs | {what} | {value:.3f} |")

@@ -41,8 +41,10 @@ values$anova3_DenDF <- unname(a3[["DenDF"]])
 pairs_tab <- step("emmeans_pairwise_satterthwaite", {
   e <- emmeans(mt, "studage", by = "service", lmer.df = "satterthwaite",
                lmerTest.limit = Inf)
+  means_tab <- summary(e)  # pylmer returns the means with the contrasts
   summary(pairs(e), infer = c(TRUE, TRUE))
 })
+values$means_df <- means_tab$df
 values$pairs_estimate <- pairs_tab$estimate
 values$pairs_df <- pairs_tab$df
 small <- d[seq_len(n_kr), ]

@@ -396,7 +396,7 @@ def emmeans(
             method[str(name)] = values
     elif contrasts is not None:
         raise InvalidArgumentError(
-            f"contrasts must be a string or a dict, not {type_name(contrasts)}"
+            f"contrasts must be a string or a dict, not {_type_name(contrasts)}"
         )
     if adjust is not None and method is None:
         raise InvalidArgumentError(
@@ -414,7 +414,7 @@ def emmeans(
     if at is not None:
         if not isinstance(at, Mapping):
             raise InvalidArgumentError(
-                f"at must be a dict of column -> values, not {type_name(at)}"
+                f"at must be a dict of column -> values, not {_type_name(at)}"
             )
         at_r = {}
         for key, values in at.items():
@@ -450,12 +450,19 @@ def emmeans(
     )
 
 
-def type_name(value: Any) -> str:
+def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
 def _is_lmm(model: Any) -> bool:
-    return type(model).__name__ == "LmerModel"
+    """Whether ``model`` is a linear mixed model (lmerTest applies)."""
+    from .lmer import LmerModel
+
+    try:
+        from .glmer import GlmerModel
+    except ImportError:  # pragma: no cover - glmer not in this tree
+        return isinstance(model, LmerModel)
+    return isinstance(model, LmerModel) and not isinstance(model, GlmerModel)
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:

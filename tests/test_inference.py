@@ -282,6 +282,21 @@ def test_emmeans_glmm_response_scale():
     same_emm(res.contrasts, r["emm_pairs"], rtol=1e-5)
     link = pylmer.emmeans(g, "period", type="link")
     same_emm(link.means, r["emm_link"], rtol=1e-5)
+    # tidy: z tests, no df (broom.mixed's columns for a glmerMod)
+    fixed = g.tidy("fixed")
+    assert list(fixed.columns) == [
+        "effect",
+        "group",
+        "term",
+        "estimate",
+        "std_error",
+        "statistic",
+        "p_value",
+    ]
+    coef = frame(r["coef"])
+    close(fixed["estimate"], coef["Estimate"], rtol=1e-5)
+    close(fixed["statistic"], coef["z value"], rtol=1e-5)
+    close(fixed["p_value"], coef["Pr(>|z|)"], rtol=1e-4)
 
 
 # ------------------------------------------------------------------ contrast coding
