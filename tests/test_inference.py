@@ -526,3 +526,21 @@ def test_allfit_in_worker_processes_equals_sequential():
     seq = m.allfit()
     par = m.allfit(n_jobs=2)
     pd.testing.assert_frame_equal(seq.drop(columns="time"), par.drop(columns="time"))
+
+
+@pytest.mark.parametrize(
+    ("formula", "name"),
+    [
+        ("strength ~ 1 + (1 | batch / cask)", "Pastes"),
+        ("Reaction ~ Days + (Days || Subject)", "sleepstudy"),
+    ],
+)
+def test_prediction_intervals_fitted_rows_equal_newdata_path(formula, name):
+    """The fitted rows (lme4's Z) and the same rows as new data (the terms' model
+    matrices, nested and uncorrelated terms) give the same intervals."""
+    data = datasets.load(name)
+    m = pylmer.lmer(formula, data)
+    for include_random in (True, False):
+        a = m.predict(interval="prediction", include_random=include_random)
+        b = m.predict(data, interval="prediction", include_random=include_random)
+        close(a.to_numpy(), b.to_numpy(), rtol=1e-12)
