@@ -170,3 +170,26 @@ def test_pickle_round_trip(binary_fit):
     # the unpickled glmer_ refits its model (checked against the stored log-likelihood)
     np.testing.assert_allclose(copy.predict_proba(X), model.predict_proba(X), atol=1e-5)
     assert list(copy.classes_) == list(model.classes_)
+
+
+def test_out_of_fold_and_out_of_bag_residuals(r_session):
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import LinearRegression
+
+    _, X, y = _case("binary")
+    oof = MixedMLClassifier(
+        LinearRegression(), random_effects="(1 | g)", residuals="oof", cv=3, max_iter=4
+    )
+    forest = MixedMLClassifier(
+        RandomForestRegressor(n_estimators=20, min_samples_leaf=20, random_state=0),
+        random_effects="(1 | g)",
+        max_iter=4,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        oof.fit(X, y)
+        forest.fit(X, y)
+    assert oof.residuals_used_ == "oof" and forest.residuals_used_ == "oob"
+    for model in (oof, forest):
+        assert model.n_iter_ <= 4
+        assert np.isfinite(model.predict_proba(X)).all()

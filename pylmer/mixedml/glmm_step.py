@@ -40,9 +40,10 @@ along a change of the fixed part is :math:`y - \\mu + r` with
 ``.mixedml_glmm_correction``).  A weighted least-squares estimator then takes a Newton
 (IRLS) step on the marginal likelihood, and with ``LinearRegression`` the fixed point is
 glmer's own Laplace fit of ``y ~ x + <random part>`` (the tests compare with plain R:
-fitted probabilities within 1e-4).  For trees, a weighted least-squares split on
-:math:`z` is the Newton-boosting split (:math:`(\\sum g)^2 / \\sum h`), so a row with a
-surprising outcome carries a small weight instead of dominating a leaf.  Bagged forests
+fitted probabilities within 1e-4 measured, 1e-3 tested).  For trees, a weighted
+least-squares split on :math:`z` is the Newton-boosting split
+(:math:`(\\sum g)^2 / \\sum h`), so a row with a surprising outcome carries a small
+weight instead of dominating a leaf.  Bagged forests
 see out-of-bag predictions (``residuals="auto"``), as in the Gaussian case.
 
 The first step starts from R's ``glm`` initial values (``mustart``: :math:`(y+1/2)/2`
