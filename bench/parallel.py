@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--responses", type=int, default=2000)
     parser.add_argument("--sat", type=int, default=300, help="responses with Satterthwaite")
     parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument("--parts", default="abc", help="which parts to run (a, b, c)")
     parser.add_argument("--out", default="out/bench_parallel.json")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -102,6 +103,19 @@ def main(argv: list[str] | None = None) -> None:
     nsim, nresp = args.nsim, args.responses
 
     # (a) bootstrap
+    if "a" in args.parts:
+        boot_part(m, nsim)
+    if "b" in args.parts or "c" in args.parts:
+        many_part(m, sleep, nsim, nresp, args)
+    print(f"load at end {load()}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(ROWS, indent=1))
+    print("\n| job | wall s | CPU s | load (1 min) |\n|---|---:|---:|---:|")
+    for r in ROWS:
+        print(f"| {r['job']} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['load']} |")
+
+
+def boot_part(m, nsim: int) -> None:
     _, _, r_check = native("boot_serial", nsim)
     timed(f"pylmer bootstrap n_jobs=2 loky, cold ({nsim})", P.bootstrap, m, nsim=nsim, seed=1,
           n_jobs=2)  # fmt: skip
@@ -112,13 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     same = np.isclose(np.nansum(draws.to_numpy()), r_check, rtol=1e-9)
     print(f"  draws equal bootMer's (checksum): {same}")
 
-    # (b) many responses
+
+def many_part(m, sleep, nsim: int, nresp: int, args) -> None:
     sims = m.simulate(nsim=nresp, seed=1)
     data = sleep.copy()
     names = [f"y{j}" for j in range(nresp)]
     for j, name in enumerate(names):
         data[name] = sims.iloc[:, j].to_numpy()
     rhs = "~ Days + (Days | Subject)"
+    if "b" not in args.parts:
+        return dask_part(m, nsim, nresp, rhs, data, names, args)
     _, _, r_check = native("many_lmer", nresp)
     native("many_refit", nresp)
     res = timed(f"pylmer lmer_many n_jobs=2 loky, no df ({nresp})", pylmer.lmer_many, rhs, data,
@@ -130,7 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     timed(f"pylmer lmer_many n_jobs=2 loky, Satterthwaite ({k})", pylmer.lmer_many, rhs, data,
           names[:k], n_jobs=2)  # fmt: skip
 
-    # (c) Dask
+    if "c" in args.parts:
+        dask_part(m, nsim, nresp, rhs, data, names, args)
+
+
+def dask_part(m, nsim, nresp, rhs, data, names, args) -> None:
     if not args.no_dask:
         from dask.distributed import Client, LocalCluster
 
@@ -152,12 +173,6 @@ def main(argv: list[str] | None = None) -> None:
               seed=1, n_jobs=2)  # fmt: skip
         timed(f"pylmer lmer_many n_jobs=2 loky, no df, again ({nresp})", pylmer.lmer_many, rhs,
               data, names, satterthwaite=False, n_jobs=2)  # fmt: skip
-    print(f"load at end {load()}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(ROWS, indent=1))
-    print("\n| job | wall s | CPU s | load (1 min) |\n|---|---:|---:|---:|")
-    for r in ROWS:
-        print(f"| {r['job']} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['load']} |")
 
 
 if __name__ == "__main__":
