@@ -14,7 +14,7 @@
     poisson = quote(stats::poisson),
     Gamma = quote(stats::Gamma),
     inverse.gaussian = quote(stats::inverse.gaussian),
-    .pylmer_stop("data", "unknown family '", family, "'")
+    .pylmer_stop("argument", "unknown family '", family, "'")
   )
   as.call(list(fun, link = link))
 }
