@@ -111,8 +111,17 @@
   args <- control[!vapply(control, is.null, TRUE)]
   if (!is.null(args$maxfun)) {
     name <- if (identical(args$optimizer, "nloptwrap")) "maxeval" else "maxfun"
-    args$optCtrl <- stats::setNames(list(args$maxfun), name)
+    args$optCtrl[[name]] <- args$maxfun
     args$maxfun <- NULL
+  }
+  if (!is.null(args$optCtrl)) args$optCtrl <- as.list(args$optCtrl)
+  for (nm in c("check.conv.grad", "check.conv.singular", "check.conv.hess")) {
+    if (is.list(args[[nm]])) args[[nm]] <- do.call(lme4::.makeCC, args[[nm]])
+  }
+  unknown <- setdiff(names(args), names(formals(lme4::glmerControl)))
+  if (length(unknown)) {
+    .pylmer_stop("argument", "glmerControl of lme4 ", as.character(utils::packageVersion("lme4")),
+                 " has no option ", .pylmer_quote(unknown), " (given in control)")
   }
   args
 }

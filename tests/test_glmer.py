@@ -233,6 +233,11 @@ def test_family_and_link_errors(fits):
         glmer("cbind(incidence, size - incidence) ~ period", data)
     with pytest.raises(FormulaError, match="'periodd'"):
         glmer("cbind(incidence, size - incidence) ~ periodd + (1 | herd)", data)
+    tuned = glmer(CBPP, data, control={"optimizer": "bobyqa", "opt_ctrl": {"maxfun": 10**5}})
+    assert tuned.optimizer == "bobyqa"
+    close(tuned.loglik, glmer(CBPP, data).loglik, "bobyqa reaches the same optimum", 1e-7)
+    with pytest.raises(InvalidArgumentError, match=r"check\.conv\.nobsmax"):
+        glmer(CBPP, data, control={"check_conv_nobsmax": 10})
     summed = glmer(CBPP, data, contrasts={"period": "sum"})
     assert summed.contrasts == {"period": "sum"} and list(summed.fixef.index)[1] == "period1"
     close(summed.loglik, glmer(CBPP, data).loglik, "sum coding: same likelihood")
