@@ -155,14 +155,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {key:42} | {wall:8.2f} | {cpu:7.2f} | {base / wall:20.2f} |")
     if ref_env is None and not args.no_reference_blas:
         print(f"(reference BLAS skipped: {REFERENCE_BLAS}/libblas.so.3 not installed)")
-    fit = statistics.median(s["fit_wall"] for s in steps)
-    sat = statistics.median(s["satterthwaite_wall"] for s in steps)
-    lt = statistics.median(s["lmertest_wall"] for s in steps)
+    for kind in ("wall", "cpu"):
+        fit = statistics.median(s[f"fit_{kind}"] for s in steps)
+        sat = statistics.median(s[f"satterthwaite_{kind}"] for s in steps)
+        lt = statistics.median(s[f"lmertest_{kind}"] for s in steps)
+        print(
+            f"plain R ({kind}), fit with calc.derivs = FALSE: {fit:.2f} s; pylmer's "
+            f"Satterthwaite step {sat:.2f} s ({sat / fit:.0%} of the fit); lmerTest's "
+            f"{lt:.2f} s ({lt / fit:.0%})"
+        )
     print(
-        f"plain R, fit with calc.derivs = FALSE: {fit:.2f} s; pylmer's Satterthwaite step "
-        f"{sat:.2f} s ({sat / fit:.0%} of the fit); lmerTest's {lt:.2f} s ({lt / fit:.0%}); "
-        f"intercept df {steps[-1]['df_intercept']:.6f} vs lmerTest "
-        f"{steps[-1]['lmertest_df_intercept']:.6f}"
+        f"intercept df {steps[-1]['df_intercept']:.8f} vs lmerTest "
+        f"{steps[-1]['lmertest_df_intercept']:.8f}"
     )
     for key, values in runs.items():
         print(f"{key} runs (wall/CPU s):", ", ".join(f"{w:.2f}/{c:.2f}" for w, c in values))
