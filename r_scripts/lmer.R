@@ -433,7 +433,10 @@
     .pylmer_stop("data", "newresp has ", length(newresp), " values; the model has ",
                  stats::nobs(m), " observations")
   }
-  model <- lme4::refit(m, newresp = as.numeric(newresp))
+  newresp <- as.numeric(newresp)
+  # one value per used row: stop refit() from dropping lme4's NA rows a second time
+  attr(newresp, "na.action") <- attr(m@frame, "na.action")
+  model <- lme4::refit(m, newresp = newresp)
   c(list(model = model), .pylmer_lmer_extract(model),
     list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
 }

@@ -80,6 +80,10 @@ def test_bootstrap_with_dropped_rows_equals_bootmer(sleep):
         m = pylmer.lmer(FORMULA, data)
     draws = P.bootstrap(m, nsim=5, seed=3)
     np.testing.assert_allclose(draws.to_numpy(), np.asarray(ref["t"]), rtol=RTOL)
+    # LmerModel.refit takes one value per used row too (lme4 must not drop rows again)
+    s = P._r.call(".pylmer_boot_setup", m._mermod(), 5, seed=3, old_names=False)
+    y = np.asarray(s["Y"], dtype=float).reshape(-1, 5)[:, 0]
+    assert m.refit(y).sigma == pytest.approx(draws["sigma"].iloc[0], rel=1e-12)
 
 
 def test_confint_boot_equals_r(model):
