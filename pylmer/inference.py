@@ -484,6 +484,7 @@ def predict_interval(
     level: float = 0.95,
     include_random: bool = True,
     allow_new_levels: bool = True,
+    ddf: Literal["satterthwaite", "asymptotic"] = "satterthwaite",
 ) -> pd.DataFrame:
     """Predictions with standard errors and intervals.
 
@@ -502,9 +503,13 @@ def predict_interval(
       ``x'β`` (variance ``x' vcov(β̂) x``); the prediction interval is for a new
       observation of a new group (adds ``z'Σz`` of every term and σ²).
 
-    Ignoring the uncertainty of θ and σ makes the intervals slightly narrow for few
-    groups; ``bench/inference.py`` measures the coverage (sleepstudy leave-one-subject-out
-    and a simulation with known truth).
+    The uncertainty of θ and σ enters through the quantiles only: with
+    ``ddf="satterthwaite"`` (default) the intervals use t quantiles with Satterthwaite's
+    df of each predictive variance ``v = σ² w(θ)``, ``2 v² / (g' A g)`` with ``g`` its
+    gradient in (θ, σ) and ``A`` the asymptotic covariance of (θ, σ) of lmerTest's method
+    (for ``x'β`` alone these are lmerTest's df of the contrast ``x``); with
+    ``"asymptotic"``, normal quantiles.  ``bench/inference.py`` measures the coverage
+    (sleepstudy leave-one-subject-out and a simulation with known truth).
 
     Parameters
     ----------
@@ -520,12 +525,14 @@ def predict_interval(
         Group-level (``re.form = NULL``) or population-level (``re.form = NA``).
     allow_new_levels : bool
         Predict unseen groups (see above); else they raise :class:`~pylmer.DataError`.
+    ddf : {"satterthwaite", "asymptotic"}
+        t quantiles with Satterthwaite's df (linear mixed models), or normal quantiles.
 
     Returns
     -------
     pandas.DataFrame
-        ``estimate`` (equal to ``predict``), ``std_error``, ``lower``, ``upper``, aligned
-        with ``newdata``'s index.
+        ``estimate`` (equal to ``predict``), ``std_error``, ``df``, ``lower``, ``upper``,
+        aligned with ``newdata``'s index.
     """
     if interval not in ("confidence", "prediction"):
         raise InvalidArgumentError(
@@ -533,12 +540,17 @@ def predict_interval(
         )
     if not 0 < level < 1:
         raise InvalidArgumentError(f"level must be between 0 and 1, not {level}")
+    if ddf not in ("satterthwaite", "asymptotic"):
+        raise InvalidArgumentError(f"ddf must be 'satterthwaite' or 'asymptotic', not {ddf!r}")
     handle = _handle(model)
+    satterthwaite = ddf == "satterthwaite" and _is_lmm(model)
     kwargs = dict(
         include_random=bool(include_random),
         allow_new_levels=bool(allow_new_levels),
         interval=interval,
         level=float(level),
+        ddf="satterthwaite" if satterthwaite else "asymptotic",
+        mt=_lmertest(model) if satterthwaite else None,
     )
     if newdata is None:
         out = _call("predict", ".pylmer_inf_predict", handle, None, **kwargs)

@@ -700,7 +700,7 @@ class LmerModel:
         -------
         pandas.Series
             Aligned with ``newdata``'s index; with ``interval``, a DataFrame with
-            ``estimate``, ``std_error``, ``lower``, ``upper``.
+            ``estimate``, ``std_error``, ``df``, ``lower``, ``upper``.
 
         Raises
         ------

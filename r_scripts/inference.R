@@ -255,15 +255,15 @@
   X[, colnames(X0), drop = FALSE]
 }
 
-# Variance of x'beta + z'b - (true value) given y at the estimated variance parameters,
-# for the rows of A = [A_b, X]: sigma^2 * |M^-1 (P Lambda' a_b; a_x)|^2, where M M' is the
-# precision of (u, beta) that lme4 factors as [[L, 0], [RZX', RX']].
-.pylmer_inf_joint_var <- function(m, Ab, X) {
+# Variance / sigma^2 of x'beta + z'b - (true value) given y at the variance parameters
+# of the model's current decomposition (pp), for the rows of A = [A_b, X]:
+# |M^-1 (P Lambda' a_b; a_x)|^2, where M M' is the precision of (u, beta) / sigma^2 that
+# lme4 factors as [[L, 0], [RZX', RX']].
+.pylmer_inf_joint_w <- function(m, Ab, X) {
   L <- lme4::getME(m, "L")
   Lt <- lme4::getME(m, "Lambdat")
   RZX <- lme4::getME(m, "RZX")
   RX <- lme4::getME(m, "RX")
-  s2 <- stats::sigma(m)^2
   n <- nrow(X)
   out <- numeric(n)
   chunk <- 2000L
@@ -274,32 +274,72 @@
     W1 <- as.matrix(W1)
     R2 <- t(X[rows, , drop = FALSE]) - as.matrix(Matrix::crossprod(RZX, W1))
     W2 <- forwardsolve(t(RX), R2)
-    out[rows] <- s2 * (colSums(W1^2) + colSums(W2^2))
+    out[rows] <- colSums(W1^2) + colSums(W2^2)
   }
   out
 }
 
+# z' Sigma_k z / sigma^2 of the rows whose group of term k is new (or all rows at the
+# population level), from the current Lambda: Sigma_k / sigma^2 = T_k T_k'.
+.pylmer_inf_new_w <- function(m, terms_k, news, n) {
+  Lt <- lme4::getME(m, "Lambdat")
+  out <- numeric(n)
+  for (piece in news) {
+    tk <- terms_k[[piece$k]]
+    idx <- tk$offset + seq_along(tk$cnms)
+    Tk <- t(as.matrix(Lt[idx, idx, drop = FALSE]))
+    S <- tcrossprod(Tk)
+    out[piece$rows] <- out[piece$rows] + rowSums((piece$mm %*% S) * piece$mm)
+  }
+  out
+}
+
+# Satterthwaite df of each predictive variance v = sigma^2 w(theta): 2 v^2 / (g' A g) with
+# g = dv / d(theta, sigma) (theta by central differences of the decomposition, sigma in
+# closed form) and A the asymptotic covariance of (theta, sigma) of lmerTest's object
+# `mt` (for x'beta alone this is lmerTest's df of the contrast x).
+.pylmer_inf_pred_df <- function(m, mt, w_at, w0) {
+  theta <- as.numeric(m@theta) + 0
+  sigma <- stats::sigma(m)
+  devfun <- lme4::getME(m, "devfun")
+  on.exit(devfun(theta + 0), add = TRUE)  # restore the decomposition of the fit
+  k <- length(theta)
+  h <- 3e-3 * pmax(abs(theta), 1e-2)
+  G <- matrix(0, length(w0), k + 1L)
+  for (j in seq_len(k)) {
+    step <- replace(numeric(k), j, h[j])
+    devfun(theta + step)
+    wp <- w_at()
+    devfun(theta - step)
+    wm <- w_at()
+    G[, j] <- sigma^2 * (wp - wm) / (2 * h[j])
+  }
+  G[, k + 1L] <- 2 * sigma * w0
+  A <- mt@vcov_varpar
+  v <- sigma^2 * w0
+  2 * v^2 / rowSums((G %*% A) * G)
+}
+
 .pylmer_inf_predict <- function(m, name = NULL, include_random = TRUE,
                                 allow_new_levels = TRUE, interval = "confidence",
-                                level = 0.95) {
+                                level = 0.95, ddf = "asymptotic", mt = NULL) {
   if (!lme4::isLMM(m)) stop("prediction intervals are implemented for lmer models only")
   re_form <- if (include_random) NULL else NA
   terms_k <- .pylmer_inf_re_terms(m)
-  vc <- lme4::VarCorr(m)
   q <- nrow(lme4::getME(m, "Lambdat"))
+  news <- list()
   if (is.null(name)) {
     est <- unname(stats::predict(m, re.form = re_form))
     X <- lme4::getME(m, "X")
     Ab <- if (include_random) lme4::getME(m, "Z") else Matrix::Matrix(0, nrow(X), q, sparse = TRUE)
-    extra <- numeric(nrow(X))
     data <- m@frame
     known_data <- FALSE
   } else {
     data <- get(name, envir = .pylmer_store)
     .pylmer_lmer_check_columns(m, data, include_random)
     if (nrow(data) == 0L) {
-      return(data.frame(estimate = numeric(), std_error = numeric(), lower = numeric(),
-                        upper = numeric()))
+      return(data.frame(estimate = numeric(), std_error = numeric(), df = numeric(),
+                        lower = numeric(), upper = numeric()))
     }
     .pylmer_lmer_check_levels(m, data, allow_new_levels)
     est <- unname(stats::predict(m, newdata = data, re.form = re_form,
@@ -315,7 +355,6 @@
     i_all <- integer()
     j_all <- integer()
     x_all <- numeric()
-    extra <- numeric(nrow(sub))
     env <- environment(stats::formula(m))
     for (k in seq_along(terms_k)) {
       tk <- terms_k[[k]]
@@ -333,9 +372,8 @@
       # from the random-effects distribution
       new <- !known
       if (any(new) && (include_random || interval == "prediction")) {
-        S <- vc[[k]]
-        extra[new] <- extra[new] + rowSums((mm[new, , drop = FALSE] %*% S) *
-                                             mm[new, , drop = FALSE])
+        news[[length(news) + 1L]] <- list(k = k, rows = which(new),
+                                          mm = mm[new, , drop = FALSE])
       }
     }
     Ab <- Matrix::sparseMatrix(i = i_all, j = j_all, x = x_all, dims = c(nrow(sub), q))
@@ -353,15 +391,20 @@
         sel <- col_in_term == c
         mm[idx$i[sel], c] <- idx$x[sel]
       }
-      extra <- extra + rowSums((mm %*% vc[[tk]]) * mm)
+      news[[length(news) + 1L]] <- list(k = tk, rows = seq_len(nrow(X)), mm = mm)
     }
   }
-  v <- .pylmer_inf_joint_var(m, Ab, X) + extra
-  if (interval == "prediction") v <- v + stats::sigma(m)^2
-  se <- rep(NA_real_, n)
-  se[ok] <- sqrt(v)
-  z <- stats::qnorm((1 + level) / 2)
-  data.frame(estimate = est, std_error = se, lower = est - z * se, upper = est + z * se)
+  w_at <- function() {
+    w <- .pylmer_inf_joint_w(m, Ab, X) + .pylmer_inf_new_w(m, terms_k, news, nrow(X))
+    if (interval == "prediction") w + 1 else w
+  }
+  w0 <- w_at()
+  se <- df <- rep(NA_real_, n)
+  se[ok] <- stats::sigma(m) * sqrt(w0)
+  df[ok] <- if (identical(ddf, "satterthwaite")) .pylmer_inf_pred_df(m, mt, w_at, w0) else Inf
+  q <- stats::qt((1 + level) / 2, df)
+  data.frame(estimate = est, std_error = se, df = df, lower = est - q * se,
+             upper = est + q * se)
 }
 
 # ------------------------------------------------------------------ R2, ICC

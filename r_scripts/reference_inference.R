@@ -177,7 +177,8 @@
   v_new <- v_pop + rowSums((Xn %*% Sig) * Xn)
   out$pi_new <- list(days = nd$Days, estimate = unname(predict(m, nd, re.form = NA)),
                      se_pop_conf = sqrt(v_pop), se_new_conf = sqrt(v_new),
-                     se_new_pred = sqrt(v_new + s2))
+                     se_new_pred = sqrt(v_new + s2),
+                     df_pop = vapply(nd$Days, function(x) contest1D(m, c(1, x))$df, 0))
   if (requireNamespace("merTools", quietly = TRUE)) {
     set.seed(1)
     pk <- sleepstudy[subj_rows, ]

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 from _refcache import reference
 
 import pylmer
@@ -436,8 +437,14 @@ def test_prediction_intervals_equal_dense_computation(sleep):
     close(conf["std_error"], r["se_conf"])
     pred = sleep.predict(data.iloc[rows], interval="prediction", level=0.9)
     close(pred["std_error"], r["se_pred"])
+    q = scipy.stats.t.ppf(0.95, pred["df"])
+    close(pred["upper"] - pred["estimate"], q * np.asarray(r["se_pred"]))
+    normal = inference.predict_interval(
+        sleep, data.iloc[rows], interval="prediction", level=0.9, ddf="asymptotic"
+    )
     z = 1.6448536269514722
-    close(pred["upper"] - pred["estimate"], z * np.asarray(r["se_pred"]))
+    close(normal["upper"] - normal["estimate"], z * np.asarray(r["se_pred"]))
+    assert np.isinf(normal["df"]).all()
     fitted = sleep.predict(interval="confidence")
     close(fitted["std_error"].iloc[rows], r["se_conf"])
     assert list(fitted.index) == list(data.index)
@@ -451,6 +458,8 @@ def test_prediction_intervals_new_groups_and_population(sleep):
     pop = sleep.predict(new, interval="confidence", include_random=False)
     close(pop["estimate"], r["estimate"])
     close(pop["std_error"], r["se_pop_conf"])
+    # x'beta alone: Satterthwaite's df are lmerTest's df of the contrast x (contest1D)
+    close(pop["df"], r["df_pop"], rtol=1e-5)
     pop_pred = sleep.predict(new, interval="prediction", include_random=False)
     close(pop_pred["std_error"], r["se_new_pred"])
     # the fitted rows of days 0 and 9 (population level, new observation of a new subject)
