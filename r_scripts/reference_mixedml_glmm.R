@@ -49,6 +49,36 @@
   )
 }
 
+# New subjects: glmer fitted without the last 5 subjects; each new subject's first 6 rows
+# observed.  Their conditional modes with theta and the fixed effects of that fit held
+# fixed come from lme4's own PIRLS (a devFunOnly, nAGQ = 0 glmer of the observed rows with
+# the fixed part as offset, evaluated at the fitted theta); the probabilities of their
+# other 6 rows follow.
+.refmmg_new_subjects <- function() {
+  data <- .refmmg_data("binomial", 20261123L)
+  new_levels <- utils::tail(unique(data$g), 5L)
+  train <- data[!data$g %in% new_levels, ]
+  new <- data[data$g %in% new_levels, ]
+  first <- stats::ave(seq_len(nrow(new)), new$g, FUN = seq_along) <= 6L
+  m <- lme4::glmer(y ~ x + (1 | g), data = train, family = stats::binomial())
+  obs <- new[first, ]
+  obs$o <- stats::predict(m, newdata = obs, re.form = NA)
+  dev <- lme4::glmer(y ~ 0 + offset(o) + (1 | g), data = obs, family = stats::binomial(),
+                     nAGQ = 0L, devFunOnly = TRUE)
+  dev(lme4::getME(m, "theta"))
+  b <- environment(dev)$pp$b(1)
+  names(b) <- levels(factor(obs$g))
+  eta <- stats::predict(m, newdata = new, re.form = NA) + b[new$g]
+  list(
+    train = list(x = train$x, g = train$g, y = train$y),
+    new = list(x = new$x, g = new$g, y = new$y, observed = first),
+    fixef = as.list(lme4::fixef(m)),
+    theta = unname(lme4::getME(m, "theta")),
+    modes = as.list(b),
+    probability = unname(stats::plogis(eta))
+  )
+}
+
 .refmmg_main <- function(args) {
   suppressPackageStartupMessages({
     library(lme4)
@@ -63,6 +93,8 @@
     jsonlite::write_json(value, path, digits = NA, auto_unbox = TRUE)
     message("wrote ", path)
   }
+  jsonlite::write_json(.refmmg_new_subjects(), file.path(outdir, "new_subjects.json"),
+                       digits = NA, auto_unbox = TRUE)
 }
 
 if (sys.nframe() == 0L) .refmmg_main(commandArgs(trailingOnly = TRUE))

@@ -11,6 +11,7 @@ from _refcache import reference
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
 from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
 
 import pylmer
 from pylmer import MixedMLClassifier, MixedMLRegressor
@@ -132,7 +133,8 @@ def test_classifier_with_boosting(r_session):
     _, X, y = _case("binary")
     est = HistGradientBoostingRegressor(max_iter=30, max_depth=3, random_state=0)
     model = MixedMLClassifier(est, random_effects="(1 | g)", tol=1e-2, max_iter=15)
-    with warnings.catch_warnings():
+    # one OpenMP thread: on a loaded machine HistGradientBoosting's threads only wait
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="openmp"):
         warnings.simplefilter("ignore")
         model.fit(X, y == 1)
     assert list(model.classes_) == [False, True]
@@ -193,3 +195,21 @@ def test_out_of_fold_and_out_of_bag_residuals(r_session):
     for model in (oof, forest):
         assert model.n_iter_ <= 4
         assert np.isfinite(model.predict_proba(X)).all()
+
+
+def test_new_subjects_empirical_bayes_against_lme4(r_session):
+    # glmer fitted without 5 subjects; their first 6 rows observed: the modes with theta and
+    # the fixed effects held fixed, from lme4's own PIRLS (plain R), and the probabilities
+    # of their other rows.  The loop's optimum and glmer's agree to a few 1e-4 (RTOL), so
+    # the probabilities are compared at 2e-3.
+    ref = reference("reference_mixedml_glmm.R", "new_subjects")
+    train, new = pd.DataFrame(ref["train"]), pd.DataFrame(ref["new"])
+    model = MixedMLClassifier(random_effects="(1 | g)", tol=1e-6, max_iter=40)
+    model.fit(train[["x", "g"]], train["y"])
+    np.testing.assert_allclose(model.estimator_.coef_[0], ref["fixef"]["x"], rtol=RTOL)
+    observed = np.where(new["observed"], new["y"].astype(float), np.nan)
+    p = model.predict_proba(new[["x", "g"]], y=observed)[:, 1]
+    np.testing.assert_allclose(p, ref["probability"], atol=2e-3)
+    # without outcomes the new subjects get b = 0: clearly further from lme4's modes
+    p0 = model.predict_proba(new[["x", "g"]])[:, 1]
+    assert np.abs(p0 - ref["probability"]).max() > 0.05
