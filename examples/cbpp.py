@@ -14,7 +14,7 @@ of a herd in a period.  The analysis of lme4's documentation (``?cbpp``, ``?glme
 5. the same fit by plain ``Rscript`` (a separate R process, no pylmer code): every
    quantity agrees.
 
-Run: ``python examples/cbpp.py [--out out] [--quick]`` (about 15 s; ``--quick`` skips
+Run: ``python examples/cbpp.py [--out out] [--quick]`` (about 20 s; ``--quick`` skips
 the profile intervals and the plain-R comparison, a few seconds).
 """
 
