@@ -1135,9 +1135,9 @@ def anova(
 
     Parameters
     ----------
-    *models : LmerModel
-        Two or more models fitted to the same data (one model gives lme4's F table of the
-        fixed effects).
+    *models : LmerModel or GlmerModel
+        Two or more models fitted to the same data, e.g. nested GLMMs from
+        :func:`pylmer.glmer` (one linear model gives lme4's F table of the fixed effects).
     refit : bool
         Refit REML models by ML first, as R does (default).
     method : {"lrt", "bootstrap"}
