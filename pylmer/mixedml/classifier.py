@@ -373,7 +373,10 @@ class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     estimator : regressor, default=None
         Learns :math:`f(X)` on the logit scale; a *regressor* (e.g.
         ``RandomForestRegressor``, ``HistGradientBoostingRegressor``), cloned at every
-        step.  ``None`` means :class:`~sklearn.linear_model.LinearRegression`.
+        step.  ``None`` means :class:`~sklearn.linear_model.LinearRegression`.  It gets
+        the IRLS weights as ``sample_weight`` when its ``fit`` has that parameter; a
+        ``Pipeline`` (whose ``fit`` routes weights only by step name) fits the working
+        response unweighted, a cruder Newton step.
     random_effects : str
         lme4's random part, e.g. ``"(1 + time | subject)"``; its covariates and grouping
         columns are columns of ``X``.
@@ -389,7 +392,10 @@ class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Which fixed-part predictions glmer sees (as for
         :class:`~pylmer.MixedMLRegressor`): ``"auto"`` uses the out-of-bag predictions of
         a bagged forest (a forest interpolates its training rows and would absorb the
-        random effects) and in-sample predictions otherwise.
+        random effects) and in-sample predictions otherwise.  For boosting prefer
+        ``"oof"``: in-sample, the boosted trees fit the rows' working-response noise and
+        the random-slope variance collapsed in ``bench/mixedml_classifier.py`` (0.16 for
+        a generating 2.25; test log-loss 0.528 against 0.524 with ``"oof"``).
     cv : int, default=5
         Folds for ``residuals="oof"``.
     accelerate : bool, default=True
