@@ -24,7 +24,8 @@ Models, all in one run (same data, R and lme4 started before any timing):
   random effects (intercept and random coefficient of t per subject), ``--rounds``
   rounds, learning rate 0.1, ``max_depth=3``, ``min_data_in_leaf=40`` (no tuning, the
   same settings as the HistGradientBoosting below), predicted response with the
-  subjects' random effects;
+  subjects' random effects (GPBoost's grouped random coefficients are independent of the
+  intercept: it cannot fit the generating correlation 0.3);
 * ``MixedMLClassifier(RandomForestRegressor(...), random_effects="(1 + t | s)")`` with
   the forest's settings (out-of-bag residuals, ``residuals="auto"``) and ``tol=0.01``;
 * ``MixedMLClassifier(HistGradientBoostingRegressor(max_iter=--rounds, learning_rate=0.1,

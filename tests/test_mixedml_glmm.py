@@ -91,6 +91,14 @@ def test_poisson_regressor_reaches_glmer_fit(r_session):
     mu = model.predict(X)
     np.testing.assert_allclose(mu, ref["fitted"], rtol=1e-3)
     assert clone(model).get_params()["family"] == "poisson"
+    # a new group's observed counts raise its expected counts (EB, variances fixed)
+    new = pd.DataFrame({"x": np.zeros(4), "g": ["new"] * 4})
+    base = model.predict(new)
+    high = model.predict(new, y=[12, 15, np.nan, np.nan])
+    assert (high > 1.5 * base).all()
+    np.testing.assert_allclose(high[2], high[3])
+    with pytest.raises(DataError, match="negative"):
+        model.predict(new, y=[-1, 0, 0, 0])
 
 
 def test_new_subject_outcomes_move_its_probabilities(binary_fit):
