@@ -82,7 +82,7 @@ def main() -> None:
         f"{df['temps'].nunique()} times; train temps < {CUTOFF} ({len(train)} rows), "
         f"test temps >= {CUTOFF} ({len(test)} rows)"
     )
-    # MixedML's defaults (max_iter=50, its stopping rule); --quick caps the steps
+    # MixedML's defaults (max_iter=100, its stopping rule); --quick caps the steps
     limits = {"max_iter": 12} if args.quick else {}
 
     runs: list[tuple[str, str, object]] = []

@@ -705,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="predictions the random effects see (auto: out-of-bag for the forest)",
     )
-    p.add_argument("--max-iter", type=_positive_int, default=50, help="EM steps (50)")
+    p.add_argument("--max-iter", type=_positive_int, default=100, help="EM steps (100)")
     p.add_argument("--tol", type=float, default=1e-4, help="convergence tolerance (1e-4)")
     p.add_argument("--reml", action="store_true", help="REML random-effects step (default ML)")
     p.add_argument(

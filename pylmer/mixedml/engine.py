@@ -277,7 +277,7 @@ def plain_step(
 # ---------------------------------------------------------------------------- acceleration
 
 
-def squarem(x0: np.ndarray, x1: np.ndarray, x2: np.ndarray, max_step: float = 100.0):
+def squarem(x0: np.ndarray, x1: np.ndarray, x2: np.ndarray, max_step: float = 1000.0):
     """SQUAREM extrapolation (Varadhan & Roland 2008, scheme S3) of a fixed-point sequence.
 
     Parameters
@@ -459,7 +459,7 @@ def run(
     fixed_step: Any,
     re_steps: Sequence[RandomEffectsStep],
     *,
-    max_iter: int = 50,
+    max_iter: int = 100,
     rule: StoppingRule | None = None,
     accelerate: bool = True,
     callback: Callable[[EMState, dict[str, Any]], None] | None = None,

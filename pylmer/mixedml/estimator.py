@@ -86,8 +86,11 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         Fit the random-effects step by REML instead of ML.  With ML and a
         ``LinearRegression`` estimator the fixed point is lme4's ML fit of
         ``y ~ x + <random part>``.
-    max_iter : int, default=50
-        Most EM steps (extrapolated ones included); never exceeded.
+    max_iter : int, default=100
+        Most EM steps (extrapolated ones included); never exceeded.  Forests and
+        boosting stop in the stationary regime well before; a linear estimator on
+        covariates nearly collinear with the random part's needs about 60 on
+        ``examples/mixedml_longitudinal.py``.
     tol : float, default=1e-4
         The ``"tol"`` stopping rule: the marginal log-likelihood changes by less than
         ``tol`` per observation and every term's random effects by less than ``tol``
@@ -172,7 +175,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         random_effects: str,
         features: list[str] | None = None,
         reml: bool = False,
-        max_iter: int = 50,
+        max_iter: int = 100,
         tol: float = 1e-4,
         residuals: str = "auto",
         cv: int = 5,
