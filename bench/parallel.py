@@ -155,10 +155,9 @@ def dask_part(m, nsim, nresp, rhs, data, names, args) -> None:
     if not args.no_dask:
         from dask.distributed import Client, LocalCluster
 
-        with P.worker_environment():
-            cluster = LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
         with joblib.parallel_config(backend="dask"):
             timed("dask warm-up (R start in workers, 4 draws)", P.bootstrap, m, nsim=4,

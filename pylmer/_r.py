@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import signal
 import threading
 import warnings
@@ -92,9 +93,22 @@ def _start() -> None:
             f"rpy2 cannot load R ({type(exc).__name__}: {exc}); {INSTALL_HINT}. "
             "Note: with R 4.2 only rpy2 3.5.x works (rpy2 3.6 misses the symbol R_getVar)."
         ) from exc
-    with _console():
-        ri.initr_simple()
-        _source_scripts(ri)
+    # R's start-up (etc/ldpaths) prepends its library directories, among them the
+    # system's /usr/lib/<arch>, to LD_LIBRARY_PATH in this process's environment.  This
+    # process has loaded its libraries already; but Python processes started later (loky
+    # workers, Dask nannies) would inherit it and, for a Python that is not the system's
+    # (pyenv, conda), load the system's libpython ("undefined symbol: _PyModule_Add" on
+    # `import ssl`).  So the variable is put back as it was.
+    ld_before = os.environ.get("LD_LIBRARY_PATH")
+    try:
+        with _console():
+            ri.initr_simple()
+            _source_scripts(ri)
+    finally:
+        if ld_before is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = ld_before
 
 
 @contextlib.contextmanager

@@ -19,10 +19,8 @@ A worker needs what the parent needs: R with lme4, and pylmer importable.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
-import os
 import pickle
 import sys
 import uuid
@@ -41,45 +39,6 @@ from .errors import DataError, FormulaError, PylmerError, RError, RWarning
 from .lmer import LmerControl, LmerModel, _control
 
 __all__ = ["LmerManyResults", "bootstrap", "bootstrap_anova", "bootstrap_confint", "lmer_many"]
-
-# ------------------------------------------------------------------ child processes
-
-# R's start-up (etc/ldpaths) prepends R's library directories, among them the system's
-# /usr/lib/<arch>, to LD_LIBRARY_PATH in this process's environment.  Python processes
-# started afterwards (joblib's loky workers, Dask nannies) inherit it and, when this
-# Python is not the system's (pyenv, a custom build with a shared libpython), load the
-# system's libpython instead of their own (on Debian with a pyenv 3.11.7: `import ssl`
-# then fails with "undefined symbol: _PyModule_Add").  Workers are started with the
-# value this process had before R started, recorded here when R was not running yet.
-_LD = "LD_LIBRARY_PATH"
-_ORIGINAL_LD: tuple[bool, str | None] = (
-    (True, os.environ.get(_LD)) if not _r.started() else (False, None)
-)
-
-
-@contextlib.contextmanager
-def worker_environment() -> Iterator[None]:
-    """Start worker processes inside this context: restores ``LD_LIBRARY_PATH`` to its
-    value before R started (see the module notes), e.g. around
-    ``dask.distributed.LocalCluster(...)``; pylmer's own parallel calls use it already.
-    """
-    known, original = _ORIGINAL_LD
-    current = os.environ.get(_LD)
-    if not known or current == original:
-        yield
-        return
-    if original is None:
-        os.environ.pop(_LD, None)
-    else:
-        os.environ[_LD] = original
-    try:
-        yield
-    finally:
-        if current is None:
-            os.environ.pop(_LD, None)
-        else:
-            os.environ[_LD] = current
-
 
 # ------------------------------------------------------------------ worker-side cache
 
@@ -204,18 +163,17 @@ def _run(
 
     bar = _progress_bar(int(sum(sizes)), progress, desc)
     try:
-        with worker_environment():
-            try:
-                parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
-            except ValueError:  # a backend without generator support
-                parallel = joblib.Parallel(n_jobs=n_jobs)
-            results: Iterator[Any] | list[Any] = parallel(joblib.delayed(func)(*t) for t in tasks)
-            out = []
-            for size, result in zip(sizes, results, strict=True):
-                out.append(result)
-                if bar is not None:
-                    bar.update(size)
-            return out
+        try:
+            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        except ValueError:  # a backend without generator support
+            parallel = joblib.Parallel(n_jobs=n_jobs)
+        results: Iterator[Any] | list[Any] = parallel(joblib.delayed(func)(*t) for t in tasks)
+        out = []
+        for size, result in zip(sizes, results, strict=True):
+            out.append(result)
+            if bar is not None:
+                bar.update(size)
+        return out
     finally:
         if bar is not None:
             bar.close()

@@ -179,3 +179,12 @@ def test_r_objects_are_released_under_the_lock(sleep):
     assert all(k in _r._objects for k in keys)  # not released outside R's lock ...
     _r.call(".pylmer_versions")
     assert not any(k in _r._objects for k in keys)  # ... but at the next call, under it
+
+
+def test_starting_r_leaves_the_library_path_alone(sleep):
+    """R's start-up prepends its library directories to LD_LIBRARY_PATH; worker processes
+    started later would inherit them (and load the system's libpython): pylmer restores it."""
+    import os
+
+    lmer(SLEEP, sleep)
+    assert "/R/lib" not in os.environ.get("LD_LIBRARY_PATH", "")

@@ -225,10 +225,9 @@ def dask_client(r_session):
     distributed = pytest.importorskip("distributed", reason="dask[distributed] not installed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with P.worker_environment():
-            cluster = distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = distributed.Client(cluster)
     yield client
     client.close()
