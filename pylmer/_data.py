@@ -83,7 +83,7 @@ def label(value: Any) -> str:
         return str(int(value))
     if isinstance(value, float | np.floating):
         v = float(value)
-        return str(int(v)) if v.is_integer() else repr(v)
+        return str(int(v)) if v.is_integer() and abs(v) < 2**63 else repr(v)
     return str(value)
 
 

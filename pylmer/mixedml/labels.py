@@ -23,27 +23,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._data import label
 from ..errors import DataError
 
 __all__ = ["GroupCoding", "label_of"]
 
 
 def label_of(value: Any) -> str | None:
-    """The canonical label of one value (None for a missing value)."""
+    """The canonical label of one value (None for a missing value): the label
+    :func:`pylmer._data.label` gives, so that lmer and MixedML name groups alike."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        v = float(value)
-        if np.isnan(v):
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        if np.isnan(float(value)):
             return None
-        if v.is_integer() and abs(v) < 2**63:
-            return str(int(v))
-        return repr(v)
-    return str(value)
+    return label(value)
 
 
 def labels_of(values: pd.Series) -> np.ndarray:
