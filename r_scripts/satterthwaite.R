@@ -13,7 +13,9 @@
 #   derivative is exact and only theta needs differences;
 # * the gradient of b is exact (envelope theorem: b is a minimum over u and beta), so its
 #   Hessian comes from central differences of gradients, which are far less exposed to
-#   rounding than second differences of a deviance of size 1e5;
+#   rounding than second differences of a deviance of size 1e5 (the exact Hessian of b,
+#   F_tt - F_tx F_xx^-1 F_xt, agrees to 1e-10 on InstEval but needs lme4's factor as an R
+#   object, whose conversion alone costs 0.18 s there);
 # * a and C are differenced at steps h and 2h and combined by one Richardson step
 #   (fourth order); mixed second derivatives of a use the 2-point cross stencil (also at
 #   2h when the data have fewer than `full_nobs` observations, which costs little there).
