@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import InvalidArgumentError
+
 RE_NAMES = ("(Intercept)", "x2_x5", "x4_x7", "x6_x8")
 
 
@@ -110,10 +112,10 @@ def simulate_longitudinal(
     (1000, 25)
     """
     if n_subjects < 1 or n_times < 1:
-        raise ValueError("n_subjects and n_times must be positive.")
+        raise InvalidArgumentError("n_subjects and n_times must be positive.")
     re_sd = np.asarray(re_sd, dtype=float)
     if re_sd.shape != (4,):
-        raise ValueError(f"re_sd must hold 4 standard deviations, got {re_sd.shape}.")
+        raise InvalidArgumentError(f"re_sd must hold 4 standard deviations, got {re_sd.shape}.")
     rng = np.random.default_rng(seed)
     n = n_subjects
     u = np.arange(n_times) / max(n_times - 1, 1)

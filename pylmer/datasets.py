@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from . import _r
+from .errors import InvalidArgumentError
 
 try:  # the generator lives in its own module
     from ._simulate import simulate_longitudinal
@@ -66,6 +67,8 @@ def load(name: str) -> pd.DataFrame:
     if name not in _NAMES:
         close = [n for n in _NAMES if n.lower() == str(name).lower()]
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown data set {name!r}{hint} (available: {', '.join(_NAMES)})")
+        raise InvalidArgumentError(
+            f"unknown data set {name!r}{hint} (available: {', '.join(_NAMES)})"
+        )
     frame = _r.call(".pylmer_dataset", name, "lme4")
     return frame.reset_index(drop=True)

@@ -53,9 +53,10 @@ class DataError(PylmerError, ValueError):
     """The data cannot be used as given (types, missing values, levels, shapes)."""
 
 
-class InvalidArgumentError(PylmerError, ValueError):
+class InvalidArgumentError(PylmerError, ValueError, TypeError):
     """An argument or option has a wrong type or value, or is unknown; ``argument`` names
-    it (e.g. ``"reml"``, ``"control.opt_ctrl.maxfun"``)."""
+    it (e.g. ``"reml"``, ``"control.opt_ctrl.maxfun"``).  Also a ``ValueError`` and a
+    ``TypeError``, so code written for Python's built-in errors keeps working."""
 
     def __init__(self, message: str, *, argument: str | None = None):
         super().__init__(message)

@@ -417,7 +417,7 @@ def lmer(
     _check_bool("reml", reml)
     data = as_pandas(data)
     if na_action not in ("omit", "error"):
-        raise ValueError(f"na_action must be 'omit' or 'error', not {na_action!r}")
+        raise InvalidArgumentError(f"na_action must be 'omit' or 'error', not {na_action!r}")
     if len(data) == 0:
         raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
     if weights is not None and not isinstance(weights, str):
@@ -426,9 +426,7 @@ def lmer(
             raise DataError(f"weights has shape {weights.shape}; data has {len(data)} rows")
     # R's own parse says which columns the model uses: only those cross, grouping
     # columns as factors with canonical labels (results map them back to the values)
-    parse = _r.call(
-        ".pylmer_formula_parse", formula, [str(c) for c in data.columns], stacklevel=2
-    )
+    parse = _r.call(".pylmer_formula_parse", formula, [str(c) for c in data.columns], stacklevel=2)
     used = [*_strings(parse["vars"]), *([weights] if isinstance(weights, str) else [])]
     groups = _strings(parse["groups"])
     # the model keeps its own copy: a caller mutating `data` later changes nothing
@@ -1137,7 +1135,8 @@ def anova(
     ----------
     *models : LmerModel or GlmerModel
         Two or more models fitted to the same data, e.g. nested GLMMs from
-        :func:`pylmer.glmer` (one linear model gives lme4's F table of the fixed effects).
+        :func:`pylmer.glmer`.  One linear mixed model gives lmerTest's type III F table
+        with Satterthwaite df (:meth:`LmerModel.anova`).
     refit : bool
         Refit REML models by ML first, as R does (default).
     method : {"lrt", "bootstrap"}
@@ -1155,19 +1154,23 @@ def anova(
         ``stat``, ``df``, ``p_value``.
     """
     if not models:
-        raise ValueError("anova() needs at least one model")
+        raise InvalidArgumentError("anova() needs at least one model")
     for m in models:
         if not isinstance(m, LmerModel):
-            raise TypeError(f"anova() takes LmerModel objects, not {type(m).__name__}")
+            raise InvalidArgumentError(f"anova() takes LmerModel objects, not {type(m).__name__}")
     if method not in ("lrt", "bootstrap"):
-        raise ValueError(f"method must be 'lrt' or 'bootstrap', not {method!r}")
+        raise InvalidArgumentError(f"method must be 'lrt' or 'bootstrap', not {method!r}")
     if method == "bootstrap":
         if len(models) != 2:
-            raise ValueError(f"method='bootstrap' compares two models, not {len(models)}")
+            raise InvalidArgumentError(f"method='bootstrap' compares two models, not {len(models)}")
         from .parallel import bootstrap_anova
 
         return bootstrap_anova(*models, nsim=nsim, seed=seed, n_jobs=n_jobs)
     _check_bool("refit", refit)
+    if len(models) == 1 and type(models[0]) is LmerModel:
+        # one model: lmerTest's F table with Satterthwaite df, like anova(m) in R with
+        # lmerTest loaded (a GLMM has no such table: lme4's own below)
+        return models[0].anova()
     labels = [f"model{i + 1}" for i in range(len(models))]
     try:
         return _r.call(

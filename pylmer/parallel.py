@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import _r
-from .errors import DataError, FormulaError, PylmerError, RError, RWarning
+from .errors import DataError, FormulaError, InvalidArgumentError, PylmerError, RError, RWarning
 from .lmer import LmerControl, LmerModel, _control
 
 __all__ = ["LmerManyResults", "bootstrap", "bootstrap_anova", "bootstrap_confint", "lmer_many"]
@@ -224,7 +224,9 @@ def _as_stat(value: Any) -> pd.Series:
         return pd.Series({str(k): float(v) for k, v in value.items()}, dtype=float)
     arr = np.atleast_1d(np.asarray(value, dtype=float))
     if arr.ndim != 1:
-        raise ValueError(f"func must return a number or a 1-d vector, not shape {arr.shape}")
+        raise InvalidArgumentError(
+            f"func must return a number or a 1-d vector, not shape {arr.shape}"
+        )
     if arr.size == 1 and np.ndim(value) == 0:
         return pd.Series(arr, index=["value"])
     return pd.Series(arr, index=[str(i) for i in range(arr.size)])
@@ -245,7 +247,7 @@ def _boot_func_task(
                 fit, _ = _refit_full(model, Y[:, i])
                 stat = _as_stat(func(fit))
                 if len(stat) != len(names):
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"func returned {len(stat)} values here, {len(names)} on the model"
                     )
                 t[i] = stat.to_numpy(dtype=float)
@@ -258,7 +260,7 @@ def _boot_func_task(
 
 def _check_model(model: Any, what: str = "model") -> LmerModel:
     if not isinstance(model, LmerModel):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"{what} must be an LmerModel (from pylmer.lmer), not {type(model).__name__}"
         )
     return model
@@ -266,7 +268,7 @@ def _check_model(model: Any, what: str = "model") -> LmerModel:
 
 def _check_nsim(nsim: Any) -> int:
     if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
-        raise ValueError(f"nsim must be a positive integer, not {nsim!r}")
+        raise InvalidArgumentError(f"nsim must be a positive integer, not {nsim!r}")
     return int(nsim)
 
 
@@ -274,9 +276,9 @@ def _check_seed(seed: Any) -> int | None:
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an integer or None, not {seed!r}")
+        raise InvalidArgumentError(f"seed must be an integer or None, not {seed!r}")
     if not -(2**31) < int(seed) < 2**31:
-        raise ValueError(f"seed must fit R's integers (|seed| < 2**31), not {seed}")
+        raise InvalidArgumentError(f"seed must fit R's integers (|seed| < 2**31), not {seed}")
     return int(seed)
 
 
@@ -367,7 +369,7 @@ def bootstrap(
         t0 = setup["t0"].astype(float)
     else:
         if not callable(func):
-            raise TypeError(f"func must be callable, not {type(func).__name__}")
+            raise InvalidArgumentError(f"func must be callable, not {type(func).__name__}")
         t0 = _as_stat(func(model))
     names = [str(n) for n in t0.index]
     payload = _model_payload(model)
@@ -422,9 +424,11 @@ def bootstrap_confint(
         ``"97.5 %"``.  ``attrs["n_failed"]``: refits that failed (left out).
     """
     if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1, not {level}")
+        raise InvalidArgumentError(f"level must be between 0 and 1, not {level}")
     if boot_type not in ("perc", "basic", "norm"):
-        raise ValueError(f"boot_type must be 'perc', 'basic' or 'norm', not {boot_type!r}")
+        raise InvalidArgumentError(
+            f"boot_type must be 'perc', 'basic' or 'norm', not {boot_type!r}"
+        )
     draws = bootstrap(model, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress, old_names=True)
     if draws.attrs["n_failed"] == nsim:
         first = next(iter(draws.attrs["errors"].values()))
@@ -506,7 +510,7 @@ def bootstrap_anova(
         )
     small, large = sorted((m0, m1), key=lambda m: m.results.npar)
     if small.results.npar == large.results.npar:
-        raise ValueError(
+        raise InvalidArgumentError(
             "the models have the same number of parameters; a likelihood-ratio test "
             "needs nested models"
         )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .errors import InvalidArgumentError
 from .results import GlmerResults, LmerResults
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,11 +61,11 @@ def _results(model: Any) -> LmerResults:
         return results  # type: ignore[return-value]
     if hasattr(model, "history_") and hasattr(model, "lmer_"):  # a fitted MixedMLRegressor
         if isinstance(model.lmer_, list):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "this MixedMLRegressor has several targets: pass one of its lmer_ models"
             )
         return model.lmer_.results
-    raise TypeError(
+    raise InvalidArgumentError(
         f"expected a fitted LmerModel, LmerResults or MixedMLRegressor, not {type(model).__name__}"
     )
 
@@ -73,7 +74,9 @@ def _group(res: LmerResults, group: str | None) -> str:
     if group is None:
         return next(iter(res.ranef))
     if group not in res.ranef:
-        raise ValueError(f"no grouping factor {group!r}; the model has {', '.join(res.ranef)}")
+        raise InvalidArgumentError(
+            f"no grouping factor {group!r}; the model has {', '.join(res.ranef)}"
+        )
     return group
 
 
@@ -82,7 +85,7 @@ def _axes_list(ax: Any, n: int) -> list[Axes] | None:
         return None
     axes = list(np.ravel(ax)) if isinstance(ax, Sequence | np.ndarray) else [ax]
     if len(axes) != n:
-        raise ValueError(f"got {len(axes)} Axes for {n} panels")
+        raise InvalidArgumentError(f"got {len(axes)} Axes for {n} panels")
     return axes
 
 
@@ -121,14 +124,16 @@ def caterpillar(
     matplotlib.figure.Figure
     """
     if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1, not {level}")
+        raise InvalidArgumentError(f"level must be between 0 and 1, not {level}")
     res = _results(model)
     group = _group(res, group)
     modes, sds = res.ranef[group], res.ranef_sd[group]
     terms = list(modes.columns) if terms is None else list(terms)
     unknown = [t for t in terms if t not in modes.columns]
     if unknown:
-        raise ValueError(f"no term(s) {unknown} for {group!r}; it has {list(modes.columns)}")
+        raise InvalidArgumentError(
+            f"no term(s) {unknown} for {group!r}; it has {list(modes.columns)}"
+        )
     order = np.argsort(modes[terms[0]].to_numpy(), kind="stable") if sort else np.arange(len(modes))
     modes, sds = modes.iloc[order], sds.iloc[order]
     z = NormalDist().inv_cdf(0.5 + level / 2)
@@ -222,7 +227,7 @@ def qq_plot(model: Any, *, ax: Axes | None = None) -> Axes:
         label = "scaled residuals"
     values = np.sort(values[np.isfinite(values)])
     if values.size < 2:
-        raise ValueError("a QQ plot needs at least two finite values")
+        raise InvalidArgumentError("a QQ plot needs at least two finite values")
     normal = NormalDist()
     probs = (np.arange(1, values.size + 1) - 0.5) / values.size
     theory = np.array([normal.inv_cdf(p) for p in probs])
@@ -296,18 +301,22 @@ def observed_vs_fitted(
     if not isinstance(data, pd.DataFrame) or not isinstance(
         getattr(model, "results", None), LmerResults
     ):
-        raise TypeError(f"observed_vs_fitted needs a fitted LmerModel, not {type(model).__name__}")
+        raise InvalidArgumentError(
+            f"observed_vs_fitted needs a fitted LmerModel, not {type(model).__name__}"
+        )
     res = model.results
     group = _group(res, group)
     if group not in data.columns:
-        raise ValueError(f"{group!r} is not a column of the model's data (a nested factor?)")
+        raise InvalidArgumentError(
+            f"{group!r} is not a column of the model's data (a nested factor?)"
+        )
     if x is not None and x not in data.columns:
-        raise ValueError(f"{x!r} is not a column of the model's data")
+        raise InvalidArgumentError(f"{x!r} is not a column of the model's data")
     keys = data[group].astype(str)
     levels = list(res.ranef[group].index) if levels is None else list(levels)
     missing = [lev for lev in levels if str(lev) not in set(keys)]
     if missing:
-        raise ValueError(f"level(s) {missing} of {group!r} are not in the data")
+        raise InvalidArgumentError(f"level(s) {missing} of {group!r} are not in the data")
     fitted = res.fitted
     observed = fitted + res.residuals
     n = len(levels)
@@ -367,7 +376,7 @@ def convergence_trace(model: Any, *, ax: Sequence[Axes] | None = None) -> Figure
     """
     history = model if isinstance(model, pd.DataFrame) else getattr(model, "history_", None)
     if not isinstance(history, pd.DataFrame):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"expected a fitted MixedMLRegressor or its history_, not {type(model).__name__}"
         )
     axes = _axes_list(ax, 3)
@@ -406,7 +415,7 @@ def convergence_trace(model: Any, *, ax: Sequence[Axes] | None = None) -> Figure
 
 def _lmer_only(model: Any) -> LmerResults:
     if hasattr(model, "history_"):
-        raise TypeError(
+        raise InvalidArgumentError(
             "residual plots need an LmerModel; for a MixedMLRegressor compute "
             "y - predict(X) yourself and use qq_plot(values)"
         )

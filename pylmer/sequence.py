@@ -33,6 +33,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .errors import InvalidArgumentError
+
 __all__ = [
     "ESNSequenceModel",
     "GRUSequenceModel",
@@ -118,7 +120,9 @@ def to_sequences(
     subject_codes, subjects = pd.factorize(df[subject], sort=True)
     time_codes, _ = pd.factorize(df[time], sort=True)
     if (subject_codes < 0).any() or (time_codes < 0).any():
-        raise ValueError(f"Columns {subject!r} and {time!r} must not contain missing values.")
+        raise InvalidArgumentError(
+            f"Columns {subject!r} and {time!r} must not contain missing values."
+        )
     n_rows = len(df)
     lengths = np.bincount(subject_codes, minlength=len(subjects))
     starts = np.cumsum(lengths) - lengths
@@ -165,7 +169,9 @@ def from_sequences(
     """
     values = np.asarray(values)
     if values.shape[:2] != data.mask.shape:
-        raise ValueError(f"values of shape {values.shape} do not start with {data.mask.shape}.")
+        raise InvalidArgumentError(
+            f"values of shape {values.shape} do not start with {data.mask.shape}."
+        )
     long = values[data.positions[:, 0], data.positions[:, 1]]
     if columns is None:
         return long
@@ -238,7 +244,7 @@ class SequenceRegressor(RegressorMixin, BaseEstimator):
 
     def _sequences(self, X: pd.DataFrame) -> SequenceData:
         if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}.")
+            raise InvalidArgumentError(f"X must be a pandas DataFrame, got {type(X).__name__}.")
         return to_sequences(X, subject=self.subject, time=self.time, features=self.features)
 
     def fit(self, X: pd.DataFrame, y: Any) -> SequenceRegressor:
@@ -257,16 +263,20 @@ class SequenceRegressor(RegressorMixin, BaseEstimator):
             The fitted regressor.
         """
         if int(self.warmup) != self.warmup or self.warmup < 0:
-            raise ValueError(f"warmup must be a non-negative integer, got {self.warmup!r}.")
+            raise InvalidArgumentError(
+                f"warmup must be a non-negative integer, got {self.warmup!r}."
+            )
         data = self._sequences(X)
         y = np.asarray(y, dtype=float)
         if y.ndim not in (1, 2) or len(y) != len(X):
-            raise ValueError(f"y must have shape ({len(X)},) or ({len(X)}, k), got {y.shape}.")
+            raise InvalidArgumentError(
+                f"y must have shape ({len(X)},) or ({len(X)}, k), got {y.shape}."
+            )
         y_seq = _scatter(y.reshape(len(y), -1), data.positions, data.mask.shape)
         mask = data.mask.copy()
         mask[:, : int(self.warmup)] = False
         if not mask.any():
-            raise ValueError("No step left to train on after the warmup.")
+            raise InvalidArgumentError("No step left to train on after the warmup.")
         self.model_ = clone(self.model).fit(data.X, y_seq, mask)
         self.n_targets_ = y_seq.shape[2]
         self.y_ndim_ = y.ndim
@@ -296,15 +306,17 @@ def _check_sequences(X: Any, y: Any, mask: Any) -> tuple[np.ndarray, np.ndarray 
     X = np.asarray(X, dtype=float)
     mask = np.asarray(mask, dtype=bool)
     if X.ndim != 3 or mask.shape != X.shape[:2]:
-        raise ValueError(f"Expected X (n, T, p) and mask (n, T), got {X.shape} and {mask.shape}.")
+        raise InvalidArgumentError(
+            f"Expected X (n, T, p) and mask (n, T), got {X.shape} and {mask.shape}."
+        )
     inside = np.arange(mask.shape[1]) < _lengths(mask)[:, None]  # steps the model runs on
     if not np.isfinite(X[inside]).all():
-        raise ValueError("X contains NaN or infinite values.")
+        raise InvalidArgumentError("X contains NaN or infinite values.")
     if y is not None:
         y = np.asarray(y, dtype=float)
         y = y[..., None] if y.ndim == 2 else y
         if y.ndim != 3 or y.shape[:2] != mask.shape:
-            raise ValueError(f"Expected y of shape (n, T) or (n, T, k), got {y.shape}.")
+            raise InvalidArgumentError(f"Expected y of shape (n, T) or (n, T, k), got {y.shape}.")
     return X, y, mask
 
 

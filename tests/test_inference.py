@@ -553,3 +553,12 @@ def test_prediction_intervals_fitted_rows_equal_newdata_path(formula, name):
         a = m.predict(interval="prediction", include_random=include_random)
         b = m.predict(data, interval="prediction", include_random=include_random)
         close(a.to_numpy(), b.to_numpy(), rtol=1e-12)
+
+
+def test_pylmer_anova_of_one_model_is_lmertests_table(r_session):
+    """pylmer.anova(m) gives the same Satterthwaite F table as m.anova() (lmerTest's)."""
+    import pylmer
+
+    m = pylmer.lmer("Reaction ~ Days + (Days | Subject)", pylmer.datasets.load("sleepstudy"))
+    pd.testing.assert_frame_equal(pylmer.anova(m), m.anova())
+    assert {"NumDF", "DenDF", "Pr(>F)"} <= set(pylmer.anova(m).columns)

@@ -31,6 +31,8 @@ from typing import Any, Protocol
 import numpy as np
 from sklearn.base import clone
 
+from ..errors import InvalidArgumentError
+
 __all__ = [
     "EMResult",
     "EMState",
@@ -492,7 +494,7 @@ def run(
     EMResult
     """
     if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, not {max_iter}")
+        raise InvalidArgumentError(f"max_iter must be >= 1, not {max_iter}")
     rule = StoppingRule() if rule is None else rule
     Y = np.asarray(Y, dtype=float)
     records: list[dict[str, Any]] = []

@@ -42,7 +42,13 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import _r
-from ..errors import DataError, NotFittedError, PylmerError, SingularFitWarning
+from ..errors import (
+    DataError,
+    InvalidArgumentError,
+    NotFittedError,
+    PylmerError,
+    SingularFitWarning,
+)
 from . import engine
 from .labels import GroupCoding
 from .lme4_step import LmerStep, ResidualModel, empirical_bayes
@@ -201,13 +207,17 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
 
     def _validate_params(self) -> None:
         if self.residuals not in _RESIDUALS:
-            raise ValueError(f"residuals must be one of {_RESIDUALS}, not {self.residuals!r}")
+            raise InvalidArgumentError(
+                f"residuals must be one of {_RESIDUALS}, not {self.residuals!r}"
+            )
         if not isinstance(self.max_iter, int | np.integer) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, not {self.max_iter!r}")
+            raise InvalidArgumentError(
+                f"max_iter must be a positive integer, not {self.max_iter!r}"
+            )
         if not (isinstance(self.tol, int | float) and self.tol > 0):
-            raise ValueError(f"tol must be a positive number, not {self.tol!r}")
+            raise InvalidArgumentError(f"tol must be a positive number, not {self.tol!r}")
         if not isinstance(self.cv, int | np.integer) or self.cv < 2:
-            raise ValueError(f"cv must be an integer >= 2, not {self.cv!r}")
+            raise InvalidArgumentError(f"cv must be an integer >= 2, not {self.cv!r}")
 
     def _base_estimator(self) -> Any:
         if self.estimator is None:

@@ -61,6 +61,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import has_fit_parameter
 
 from .. import _r
+from ..errors import InvalidArgumentError
 from .engine import EstimatorStep, REFit, _Lazy
 from .lme4_step import ResidualModel
 
@@ -128,7 +129,7 @@ class GlmmStep:
 
     def __init__(self, data: Any, y: np.ndarray, model: ResidualModel, family: str, nagq: int = 1):
         if family not in FAMILIES:
-            raise ValueError(f"family must be one of {sorted(FAMILIES)}, not {family!r}")
+            raise InvalidArgumentError(f"family must be one of {sorted(FAMILIES)}, not {family!r}")
         self.data = data
         self.y = np.asarray(y, dtype=float)
         self.model = model
