@@ -53,11 +53,19 @@ test-fast: setup
 reference: r
 	Rscript r_scripts/reference.R tests/reference
 
+# Each bench runs its baselines (plain Rscript, mixedlm, MERF, GPBoost) in the same run.
 bench: setup
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/convert.py
 	$(PY) bench/lmer.py
+	$(PY) bench/glmer.py
+	$(PY) bench/inference.py
 	$(PY) bench/mixedml_refit.py
-	$(PY) -m pip install -q 'merf>=1.0' && $(PY) bench/mixedml.py
+	$(PY) bench/mixedml.py
+	$(PY) bench/mixedml_variance.py
+	$(PY) bench/mixedml_classifier.py
+	$(PY) bench/parallel.py
+	$(PY) bench/scale.py
 
 lint: venv
 	$(VENV)/bin/ruff check pylmer tests bench examples
