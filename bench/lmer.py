@@ -14,9 +14,11 @@ summary, ranef with conditional SDs, coef, VarCorr, fitted values and residuals.
   that policy on lme4 1.1-31).
 * (b) mixedlm (pip, Rust): ``lmer`` + ``summary()`` (Satterthwaite df), plus ``ranef``
   with conditional variances, ``coef``, ``VarCorr``, ``fitted``, ``residuals``.
-* (c) context: plain R with Debian's reference BLAS (``LD_LIBRARY_PATH`` pointing at
-  ``/usr/lib/x86_64-linux-gnu/blas`` and ``lapack``; skipped with a note if absent), i.e.
-  what R does on a default Debian install.
+* (c) context: plain R with Debian's reference BLAS (``R_LD_LIBRARY_PATH`` -- R's start-up
+  script puts its own library path before ``LD_LIBRARY_PATH`` -- starting with
+  ``/usr/lib/x86_64-linux-gnu/blas`` and ``lapack``; the script reports the BLAS it
+  loaded; skipped with a note if libblas3 is absent), i.e. what R does on a default
+  Debian install.
 
 Also measured in plain R (``lmer_native.R steps``): pylmer's Satterthwaite step
 (``r_scripts/satterthwaite.R``) as a share of the fit, next to lmerTest's.
@@ -49,8 +51,8 @@ REFERENCE_BLAS = Path("/usr/lib/x86_64-linux-gnu/blas")
 REFERENCE_LAPACK = Path("/usr/lib/x86_64-linux-gnu/lapack")
 
 
-def rscript(mode: str, env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run ``lmer_native.R <mode>``; return its ``key=value`` lines as floats."""
+def rscript(mode: str, env: dict[str, str] | None = None) -> dict[str, float | str]:
+    """Run ``lmer_native.R <mode>``; return its ``key=value`` lines (numbers as floats)."""
     out = subprocess.run(
         ["Rscript", str(HERE / "lmer_native.R"), mode],
         capture_output=True,
@@ -59,7 +61,7 @@ def rscript(mode: str, env: dict[str, str] | None = None) -> dict[str, float]:
         env=None if env is None else {**os.environ, **env},
     )
     pairs = (line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    return {k: float(v) for k, v in pairs}
+    return {k: (v.strip() if k == "blas" else float(v)) for k, v in pairs}
 
 
 def reference_blas_env() -> dict[str, str] | None:
@@ -68,12 +70,19 @@ def reference_blas_env() -> dict[str, str] | None:
     dirs = [str(REFERENCE_BLAS)]
     if (REFERENCE_LAPACK / "liblapack.so.3").exists():
         dirs.append(str(REFERENCE_LAPACK))
-    return {"LD_LIBRARY_PATH": ":".join(dirs)}
+    r_lib = subprocess.run(
+        ["Rscript", "-e", "cat(R.home('lib'))"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return {"R_LD_LIBRARY_PATH": ":".join([*dirs, r_lib, "/usr/lib/x86_64-linux-gnu"])}
+
+
+BLAS_SEEN: dict[str, str] = {}
 
 
 def r_job(env: dict[str, str] | None = None, mode: str = "job") -> tuple[float, float]:
     res = rscript(mode, env)
-    return res["job_wall"], res["job_cpu"]
+    BLAS_SEEN["reference" if env else "default"] = str(res.get("blas", "?"))
+    return float(res["job_wall"]), float(res["job_cpu"])
 
 
 def timed(job: Callable[[], object]) -> tuple[float, float]:
@@ -153,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         wall = statistics.median(w for w, _ in values)
         cpu = statistics.median(c for _, c in values)
         print(f"| {key:42} | {wall:8.2f} | {cpu:7.2f} | {base / wall:20.2f} |")
+    for which, path in BLAS_SEEN.items():
+        print(f"BLAS of the {which} R runs: {path}")
     if ref_env is None and not args.no_reference_blas:
         print(f"(reference BLAS skipped: {REFERENCE_BLAS}/libblas.so.3 not installed)")
     for kind in ("wall", "cpu"):

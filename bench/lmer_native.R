@@ -51,6 +51,7 @@ if (mode %in% c("job", "job-noderivs")) {
   t1 <- proc.time()
   report("job", t0, t1)
   cat(sprintf("df_intercept=%.10f\n", table["(Intercept)", "df"]))
+  cat("blas=", utils::sessionInfo()$BLAS, "\n", sep = "")
 } else if (mode == "steps") {
   sat <- file.path(dirname(sub("--file=", "", grep("--file=", commandArgs(), value = TRUE))),
                    "..", "r_scripts", "satterthwaite.R")
