@@ -208,3 +208,12 @@
     identical(m@pp$u(1), m@u) && identical(m@pp$beta(1), m@beta) &&
     identical(as.numeric(m@pp$theta), as.numeric(m@theta))
 }
+
+# Byte-compile once when the file is sourced (R would compile them on the first model of a
+# session, inside the first fit's time).
+for (.pylmer_fn in c(".pylmer_satt_evaluator", ".pylmer_satt_stencil", ".pylmer_satt_parts",
+                     ".pylmer_satt_numderiv", ".pylmer_satt_finish",
+                     ".pylmer_lmer_satterthwaite_table")) {
+  assign(.pylmer_fn, compiler::cmpfun(get(.pylmer_fn)))
+}
+rm(.pylmer_fn)
