@@ -303,7 +303,7 @@ def test_a_drifting_variance_is_not_stationary():
 def test_rows_without_out_of_bag_prediction_get_the_in_sample_one():
     from sklearn.ensemble import RandomForestRegressor
 
-    X, y, codes = grouped_data(n_groups=30, n_per=6)
+    X, y, _codes = grouped_data(n_groups=30, n_per=6)
     rf = RandomForestRegressor(n_estimators=3, oob_score=True, random_state=0)
     with pytest.warns(UserWarning, match="OOB"):
         est, pred = engine.EstimatorStep(rf, X, residuals="oob").fit(y[:, None])
