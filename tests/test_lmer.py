@@ -17,6 +17,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _compare import close, close_frame, new_data
+from _compare import frame as _frame
+from _compare import vector as _vector
 from _refcache import reference
 
 import pylmer
@@ -26,8 +29,6 @@ from pylmer.lmer import LmerControl, LmerModel, anova, lmer
 from pylmer.results import LmerResults, format_column
 from pylmer.sklearn import LmerRegressor, response_name
 
-RTOL = 1e-6
-ATOL = 1e-9
 
 FORMULAS = {
     "sleepstudy": "Reaction ~ Days + (Days | Subject)",
@@ -42,45 +43,9 @@ SMALL = ["sleepstudy", "Dyestuff", "Penicillin", "Pastes"]
 # ---------------------------------------------------------------- reference files
 
 
-def _vector(value) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(value, dtype=object))
-    return np.array([np.nan if v is None else v for v in arr], dtype=object)
-
-
-def _frame(obj: dict) -> pd.DataFrame:
-    names = [str(n) for n in np.atleast_1d(obj["names"])]
-    columns = {n: _vector(obj["columns"][n]) for n in names}
-    return pd.DataFrame(columns, index=[str(i) for i in np.atleast_1d(obj["index"])])
-
-
 def load_reference(name: str, reml: bool) -> dict:
     """Plain R's values for ``name`` on this machine (generated on first use, cached)."""
     return reference("reference.R", f"{name}_{'reml' if reml else 'ml'}")
-
-
-def close(actual, expected, what: str) -> None:
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=float),
-        np.asarray(expected, dtype=float),
-        rtol=RTOL,
-        atol=ATOL,
-        err_msg=what,
-    )
-
-
-def close_frame(actual: pd.DataFrame, expected: pd.DataFrame, what: str) -> None:
-    assert list(map(str, actual.index)) == list(expected.index), what
-    assert list(actual.columns) == list(expected.columns), what
-    close(actual.to_numpy(dtype=float), expected.to_numpy(dtype=float), what)
-
-
-def new_data(data: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
-    """First three rows, grouping factors of the third set to an unseen level (as in R)."""
-    nd = data.head(3).copy()
-    for g in groups:
-        nd[g] = nd[g].astype(str)
-        nd.loc[nd.index[2], g] = "new"
-    return nd
 
 
 def check_model(m: LmerModel, ref: dict, data: pd.DataFrame, *, satterthwaite: bool) -> None:
