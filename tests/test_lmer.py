@@ -29,7 +29,6 @@ from pylmer.lmer import LmerControl, LmerModel, anova, lmer
 from pylmer.results import LmerResults, format_column
 from pylmer.sklearn import LmerRegressor, response_name
 
-
 FORMULAS = {
     "sleepstudy": "Reaction ~ Days + (Days | Subject)",
     "Dyestuff": "Yield ~ 1 + (1 | Batch)",
