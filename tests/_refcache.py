@@ -29,7 +29,8 @@ CACHE = Path(os.environ.get("PYLMER_REFCACHE", ROOT / "tests" / ".refcache"))
 
 _FINGERPRINT_R = r"""
 pk <- c("lme4", "Matrix", "lmerTest", "emmeans", "pbkrtest", "performance", "merTools",
-        "optimx", "dfoptim", "jsonlite", "numDeriv")
+        "optimx", "dfoptim", "jsonlite", "numDeriv", "MASS", "statmod", "broom.mixed",
+        "reformulas", "minqa", "nloptr")
 v <- vapply(pk, function(p) tryCatch(as.character(utils::packageVersion(p)),
                                       error = function(e) "none"), "")
 si <- utils::sessionInfo()
