@@ -28,12 +28,13 @@ __version__ = "0.1.0"
 
 
 def versions() -> dict[str, str | None]:
-    """Return the versions of pylmer, Python, R, lme4, lmerTest and rpy2 (starts R).
+    """Return the versions of pylmer, Python, R, lme4, lmerTest and rpy2, and the BLAS
+    library R uses (starts R).
 
     Returns
     -------
     dict
-        Keys ``pylmer``, ``python``, ``R``, ``lme4``, ``lmerTest``, ``rpy2``.
+        Keys ``pylmer``, ``python``, ``R``, ``lme4``, ``blas``, ``lmerTest``, ``rpy2``.
     """
     import platform
     from importlib.metadata import version
