@@ -216,19 +216,8 @@
   }
   if (nrow(newdata) == 0L) return(numeric())
   .pylmer_lmer_check_levels(m, newdata, allow_new_levels)
-  # rows missing a value the prediction needs give NA (lme4 1.1 fails on them with
-  # "non-conformable arguments" when a factor is missing)
-  f <- stats::formula(m)
-  vars <- intersect(all.vars(if (include_random) f[[3L]] else lme4::nobars(f)[[3L]]),
-                    names(newdata))
-  ok <- stats::complete.cases(newdata[vars])
-  out <- rep(NA_real_, nrow(newdata))
-  if (any(ok)) {
-    rows <- if (all(ok)) newdata else newdata[ok, , drop = FALSE]
-    out[ok] <- stats::predict(m, newdata = rows, re.form = re_form, type = type,
-                              allow.new.levels = allow_new_levels)
-  }
-  out
+  .pylmer_predict_rows(m, newdata, include_random, type = type,
+                       allow.new.levels = allow_new_levels)
 }
 
 # newresp: a vector (0/1, proportions, counts) or, for a cbind() response, a data frame of

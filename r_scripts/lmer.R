@@ -422,8 +422,23 @@
   .pylmer_lmer_check_columns(m, newdata, include_random)
   if (nrow(newdata) == 0L) return(numeric())
   .pylmer_lmer_check_levels(m, newdata, allow_new_levels)
-  unname(stats::predict(m, newdata = newdata, re.form = re_form,
-                        allow.new.levels = allow_new_levels, na.action = stats::na.pass))
+  .pylmer_predict_rows(m, newdata, include_random, allow.new.levels = allow_new_levels)
+}
+
+# predict() on the rows of newdata that hold every value the prediction needs; NA on the
+# others (lme4 1.1 fails on them with "non-conformable arguments" when a factor is
+# missing).  `...` goes to predict() (allow.new.levels, type).
+.pylmer_predict_rows <- function(m, newdata, include_random, ...) {
+  f <- stats::formula(m)
+  rhs <- if (include_random) f[[3L]] else .pylmer_nobars(f)[[3L]]
+  ok <- stats::complete.cases(newdata[intersect(all.vars(rhs), names(newdata))])
+  out <- rep(NA_real_, nrow(newdata))
+  if (any(ok)) {
+    rows <- if (all(ok)) newdata else newdata[ok, , drop = FALSE]
+    out[ok] <- stats::predict(m, newdata = rows, re.form = if (include_random) NULL else NA,
+                              ...)
+  }
+  unname(out)
 }
 
 # ------------------------------------------------------------------ refit, intervals

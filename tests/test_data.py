@@ -188,3 +188,17 @@ def test_starting_r_leaves_the_library_path_alone(sleep):
 
     lmer(SLEEP, sleep)
     assert "/R/lib" not in os.environ.get("LD_LIBRARY_PATH", "")
+
+
+def test_predict_rows_missing_a_factor_value_are_nan(sleep):
+    """lme4 1.1-31 fails with "non-conformable arguments" on such rows; pylmer gives NaN
+    there and lme4's predictions on the other rows."""
+    data = sleep.assign(grp=np.where(sleep["Days"] < 5, "early", "late"))
+    m = lmer("Reaction ~ grp + (1 | Subject)", data)
+    nd = data.head(3).copy()
+    nd.loc[nd.index[1], "grp"] = None
+    for random in (True, False):
+        got = m.predict(nd, include_random=random)
+        assert np.isnan(got.iloc[1])
+        full = m.predict(data.head(3), include_random=random)
+        np.testing.assert_allclose(got.iloc[[0, 2]], full.iloc[[0, 2]], rtol=1e-12)
