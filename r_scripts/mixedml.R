@@ -155,6 +155,18 @@
 # get b = 0.  With the training rows only, b is lme4's own (the same equations as its
 # penalised least squares at the fitted theta and gamma).
 .mixedml_eb <- function(random_effects, keys, theta, obs_name, r, target_name) {
+  re <- .mixedml_eb_terms(random_effects, keys, theta, obs_name, target_name)
+  a <- Matrix::tcrossprod(re$lz) + Matrix::Diagonal(nrow(re$lz))
+  u <- Matrix::solve(Matrix::Cholesky(Matrix::forceSymmetric(a)), re$lz %*% r)
+  re$at_target(u)
+}
+
+# The random-effects terms of the observed rows `obs` and the rows of `target` together,
+# with the fitted relative covariance (theta, matched to the fitted terms by `keys`):
+# lz = Lambda' Z' on the observed rows, and at_target(u), which evaluates spherical
+# random effects u as Z Lambda u on the target rows (levels without an observed row: 0).
+# Shared by the Gaussian (.mixedml_eb) and the GLMM (.mixedml_glmm_eb) estimates.
+.mixedml_eb_terms <- function(random_effects, keys, theta, obs_name, target_name) {
   obs <- get(obs_name, envir = .pylmer_store)
   target <- get(target_name, envir = .pylmer_store)
   p <- .mixedml_parse(random_effects)
@@ -173,9 +185,11 @@
   lambdat <- rt$Lambdat
   lambdat@x <- th[rt$Lind]
   zt <- rt$Zt
-  lz <- lambdat %*% zt[, seq_len(n_obs), drop = FALSE]
-  a <- Matrix::tcrossprod(lz) + Matrix::Diagonal(nrow(lz))
-  u <- Matrix::solve(Matrix::Cholesky(Matrix::forceSymmetric(a)), lz %*% r)
-  b <- Matrix::crossprod(lambdat, u)
-  as.vector(Matrix::crossprod(zt[, n_obs + seq_len(nrow(target)), drop = FALSE], b))
+  list(
+    lz = lambdat %*% zt[, seq_len(n_obs), drop = FALSE],
+    at_target = function(u) {
+      b <- Matrix::crossprod(lambdat, u)
+      as.vector(Matrix::crossprod(zt[, n_obs + seq_len(nrow(target)), drop = FALSE], b))
+    }
+  )
 }

@@ -126,26 +126,10 @@
 # only and the fit's theta and offsets, these are lme4's own conditional modes.
 .mixedml_glmm_eb <- function(random_effects, keys, theta, family, obs_name, y, offset,
                              target_name) {
-  obs <- get(obs_name, envir = .pylmer_store)
-  target <- get(target_name, envir = .pylmer_store)
   fam <- .mixedml_glmm_family(family)
-  p <- .mixedml_parse(random_effects)
-  groups <- unique(unlist(lapply(p$bars, function(b) all.vars(b[[3L]]))))
-  n_obs <- nrow(obs)
-  both <- rbind(obs[names(target)], target)
-  for (g in groups) both[[g]] <- factor(as.character(both[[g]]))
-  rt <- lme4::mkReTrms(p$bars, both, reorder.terms = FALSE)
-  mine <- vapply(seq_along(rt$cnms), function(k) {
-    paste0(names(rt$cnms)[k], "|", paste(rt$cnms[[k]], collapse = "+"))
-  }, "")
-  th <- unlist(theta[match(mine, keys)])
-  if (anyNA(match(mine, keys)) || length(th) != length(rt$theta)) {
-    stop("the random-effects terms of the new data do not match the fitted model")
-  }
-  lambdat <- rt$Lambdat
-  lambdat@x <- th[rt$Lind]
-  zt <- rt$Zt
-  lz <- lambdat %*% zt[, seq_len(n_obs), drop = FALSE]
+  re <- .mixedml_eb_terms(random_effects, keys, theta, obs_name, target_name)
+  lz <- re$lz
+  n_obs <- ncol(lz)
   objective <- function(u) {
     mu <- fam$linkinv(offset + as.vector(Matrix::crossprod(lz, u)))
     -0.5 * sum(fam$dev.resids(y, mu, rep(1, n_obs))) - 0.5 * sum(u^2)
@@ -173,6 +157,5 @@
     current <- value
     if (max(abs(step * delta)) < 1e-10) break
   }
-  b <- Matrix::crossprod(lambdat, u)
-  as.vector(Matrix::crossprod(zt[, n_obs + seq_len(nrow(target)), drop = FALSE], b))
+  re$at_target(u)
 }

@@ -63,7 +63,7 @@ from sklearn.utils.validation import has_fit_parameter
 from .. import _r
 from ..errors import InvalidArgumentError
 from .engine import EstimatorStep, REFit, _Lazy
-from .lme4_step import ResidualModel
+from .lme4_step import ResidualModel, fitted_terms
 
 __all__ = ["FAMILIES", "GlmmStep", "WeightedEstimatorStep", "empirical_bayes_glmm"]
 
@@ -281,13 +281,10 @@ def empirical_bayes_glmm(
     -------
     ndarray of shape (len(target),)
     """
-    keys = [str(k) for k in np.atleast_1d(terms["keys"])]
-    theta = [np.atleast_1d(np.asarray(t, dtype=float)) for t in terms["theta"]]
     out = _r.call(
         ".mixedml_glmm_eb",
         model.random_effects,
-        keys,
-        theta,
+        *fitted_terms(terms),
         family,
         _r.bind(observed),
         np.asarray(y, dtype=float),

@@ -124,6 +124,14 @@ class LmerStep:
         )
 
 
+def fitted_terms(terms: dict[str, Any]) -> tuple[list[str], list[np.ndarray]]:
+    """The ``keys`` and per-term ``theta`` of a fitted model (``.mixedml_terms``) as the R
+    empirical-Bayes helpers take them."""
+    keys = [str(k) for k in np.atleast_1d(terms["keys"])]
+    theta = [np.atleast_1d(np.asarray(t, dtype=float)) for t in terms["theta"]]
+    return keys, theta
+
+
 def empirical_bayes(
     model: ResidualModel,
     terms: dict[str, Any],
@@ -150,13 +158,10 @@ def empirical_bayes(
     -------
     ndarray of shape (len(target),)
     """
-    keys = [str(k) for k in np.atleast_1d(terms["keys"])]
-    theta = [np.atleast_1d(np.asarray(t, dtype=float)) for t in terms["theta"]]
     out = _r.call(
         ".mixedml_eb",
         model.random_effects,
-        keys,
-        theta,
+        *fitted_terms(terms),
         _r.bind(observed),
         np.asarray(residuals, dtype=float),
         _r.bind(target),
