@@ -101,14 +101,9 @@ def sleep_fit(small_fits) -> LmerModel:
     return small_fits["sleepstudy", True][0]
 
 
-@pytest.fixture(scope="module")
-def insteval() -> pd.DataFrame:
-    return datasets.load("InstEval")
-
-
 @pytest.fixture(scope="module", params=[True, False], ids=["reml", "ml"])
-def insteval_fit(request, insteval) -> LmerModel:
-    return lmer(FORMULAS["InstEval"], insteval, reml=request.param)
+def insteval_fit(request, insteval_fits) -> LmerModel:
+    return insteval_fits(request.param)
 
 
 # ---------------------------------------------------------------- equal to plain R
