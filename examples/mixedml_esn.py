@@ -85,7 +85,7 @@ def regressor(kind: str, seed: int) -> SequenceRegressor:
 # MixedML stopping rule per model: the ESN's readout is a ridge regression, a smooth
 # function of its target, so the iterates converge to a tight tolerance; a GRU trained by
 # Adam is not, and its iterates settle at a noise floor of a few per cent.
-SETTINGS = {"ESN": {"max_iter": 40, "tol": 1e-3}, "GRU": {"max_iter": 10, "tol": 2e-2}}
+SETTINGS = {"ESN": {"max_iter": 100, "tol": 1e-3}, "GRU": {"max_iter": 10, "tol": 2e-2}}
 
 
 def mixed(kind: str, seed: int, max_iter: int, tol: float) -> MixedMLRegressor:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subjects", type=int, default=200, help="number of subjects (200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and models (0)")
     parser.add_argument("--gru", action="store_true", help="also run a GRU (PyTorch)")
-    parser.add_argument("--max-iter", type=int, help="MixedML max_iter (default: ESN 40, GRU 10)")
+    parser.add_argument("--max-iter", type=int, help="MixedML max_iter (default: ESN 100, GRU 10)")
     parser.add_argument("--tol", type=float, help="MixedML tol (default: ESN 1e-3, GRU 2e-2)")
     parser.add_argument("--out", default="out", help="folder for the PNG (out)")
     args = parser.parse_args(argv)
