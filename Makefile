@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # R, lme4 and the R packages pylmer's inference builds on; OpenBLAS makes R's BLAS fast
 # (Debian's default reference BLAS makes an InstEval fit 2.7x slower).
-R_PKGS := lmerTest jsonlite emmeans pbkrtest performance merTools optimx dfoptim numDeriv statmod
+R_PKGS := lmerTest jsonlite emmeans pbkrtest performance merTools optimx dfoptim numDeriv statmod glmmTMB
 R_DEBS := r-base-core r-base-dev r-cran-lme4 $(addprefix r-cran-,$(shell echo $(R_PKGS) | tr A-Z a-z)) libopenblas0-pthread
 R_CHECK := Rscript -e 'stopifnot(packageVersion("lme4") >= "1.1.31"); for (p in strsplit("$(R_PKGS)", " ")[[1]]) loadNamespace(p)'
 # Debian only: OpenBLAS installed for R (R finds it through the libblas.so.3 alternative)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pylmer import _r
+from pylmer.r import session as _r
 
 
 def synthetic(n: int = 1_000_000, seed: int = 0) -> pd.DataFrame:

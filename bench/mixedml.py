@@ -171,7 +171,7 @@ def part_gpboost(args: argparse.Namespace) -> list[dict[str, Any]]:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     from pylmer import MixedMLRegressor
-    from pylmer._simulate import simulate_longitudinal
+    from pylmer.data.simulate import simulate_longitudinal
 
     df = simulate_longitudinal(500, 26, seed=args.seed)
     train, test = df[df["temps"] < 20], df[df["temps"] >= 20]
@@ -307,7 +307,7 @@ def part_hgb(args: argparse.Namespace) -> list[dict[str, Any]]:
     """HGB seconds per fit: inside MixedML (both import orders) vs without pylmer."""
     import tempfile
 
-    from pylmer._simulate import simulate_longitudinal
+    from pylmer.data.simulate import simulate_longitudinal
 
     data = Path(tempfile.mkdtemp()) / "long.pkl"
     simulate_longitudinal(500, 26, seed=0).to_pickle(data)

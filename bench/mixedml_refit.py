@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from pylmer import _r
-from pylmer._simulate import simulate_longitudinal
+from pylmer.data.simulate import simulate_longitudinal
+from pylmer.r import session as _r
 
 df = simulate_longitudinal(500, 26, seed=0)
 X = df[["individus", "x2_x5", "x4_x7", "x6_x8"]]

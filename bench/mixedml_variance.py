@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import RandomForestRegressor
 
 from pylmer import MixedMLRegressor
-from pylmer._simulate import simulate_longitudinal
+from pylmer.data.simulate import simulate_longitudinal
 
 RE = "(1 + x2_x5 + x4_x7 + x6_x8 || individus)"
 FEATURES = [f"x{k}_obs" for k in range(1, 9)]

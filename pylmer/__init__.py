@@ -17,12 +17,12 @@ from .errors import (
     RWarning,
     SingularFitWarning,
 )
-from .glmer import GlmerModel, glmer
+from .estimators import GlmerClassifier, GlmerRegressor, LmerRegressor
 from .inference import emmeans
-from .lmer import LmerControl, LmerModel, anova, lmer
 from .mixedml import MixedMLClassifier, MixedMLRegressor
+from .models.glmer import GlmerModel, glmer
+from .models.lmer import LmerControl, LmerModel, anova, lmer
 from .parallel import LmerManyResults, bootstrap, lmer_many
-from .sklearn import GlmerClassifier, GlmerRegressor, LmerRegressor
 
 __version__ = "0.1.0"
 
@@ -39,7 +39,7 @@ def versions() -> dict[str, str | None]:
     import platform
     from importlib.metadata import version
 
-    from . import _r
+    from .r import session as _r
 
     return {
         "pylmer": __version__,

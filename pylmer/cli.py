@@ -130,10 +130,10 @@ def ranef_long(
 
 
 def _fit(args: argparse.Namespace, data: pd.DataFrame, say: _Reporter) -> Any:
-    from .lmer import lmer
+    from .models.lmer import lmer
 
     if args.family is not None:
-        from .glmer import glmer
+        from .models.glmer import glmer
 
         say(f"fitting {args.formula} ({args.family} GLMM) with lme4 ({len(data)} rows)")
         t0 = time.perf_counter()
@@ -411,7 +411,7 @@ def start_r_fit(
     cmd = [exe, str(_r_script("validate.R")), str(source), formula, str(bool(reml)).upper()]
     cmd.append(str(out_json))
     if family is not None:
-        from .glmer import _family
+        from .models.glmer import _family
 
         cmd += list(_family(family, link))
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

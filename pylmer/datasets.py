@@ -11,16 +11,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import _r
 from .errors import InvalidArgumentError
+from .r import session as _r
 
 try:  # the generator lives in its own module
-    from ._simulate import simulate_longitudinal
+    from .data.simulate import simulate_longitudinal
 except ImportError:  # pragma: no cover - only while _simulate.py is being written
 
     def simulate_longitudinal(*args: Any, **kwargs: Any) -> pd.DataFrame:
-        """Unavailable: pylmer._simulate is missing."""
-        raise NotImplementedError("pylmer._simulate is not available")
+        """Unavailable: pylmer.data.simulate is missing."""
+        raise NotImplementedError("pylmer.data.simulate is not available")
 
 
 __all__ = ["load", "names", "simulate_longitudinal"]

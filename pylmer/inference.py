@@ -29,9 +29,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _r
-from ._data import as_pandas
+from .data.frames import as_pandas
 from .errors import InvalidArgumentError, RError
+from .r import session as _r
 
 __all__ = [
     "CODINGS",
@@ -456,10 +456,10 @@ def _type_name(value: Any) -> str:
 
 def _is_lmm(model: Any) -> bool:
     """Whether ``model`` is a linear mixed model (lmerTest applies)."""
-    from .lmer import LmerModel
+    from .models.lmer import LmerModel
 
     try:
-        from .glmer import GlmerModel
+        from .models.glmer import GlmerModel
     except ImportError:  # pragma: no cover - glmer not in this tree
         return isinstance(model, LmerModel)
     return isinstance(model, LmerModel) and not isinstance(model, GlmerModel)

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _r
 from .errors import DataError, FormulaError, InvalidArgumentError, PylmerError, RError, RWarning
-from .lmer import LmerControl, LmerModel, _control
+from .models.lmer import LmerControl, LmerModel, _control
+from .r import session as _r
 
 __all__ = ["LmerManyResults", "bootstrap", "bootstrap_anova", "bootstrap_confint", "lmer_many"]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import pylmer
-from pylmer import _r
+from pylmer.r import session as _r
 
 
 @pytest.fixture(scope="session")

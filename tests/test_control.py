@@ -14,7 +14,8 @@ import pytest
 from _refcache import reference
 
 import pylmer
-from pylmer import InvalidArgumentError, LmerControl, _r, datasets, lmer
+from pylmer import InvalidArgumentError, LmerControl, datasets, lmer
+from pylmer.r import session as _r
 
 pytestmark = pytest.mark.usefixtures("r_session")
 
@@ -61,7 +62,7 @@ def test_options_reach_lme4(sleep, case, control):
 
 
 def test_every_lmercontrol_argument_has_a_field():
-    module = importlib.import_module("pylmer.lmer")
+    module = importlib.import_module("pylmer.models.lmer")
     r_args = set(_r.call(".pylmer_lmer_control_formals")) - {"mod.type"}
     mapped = {r for r, _ in module._CONTROL_ARGS.values()}
     assert r_args <= mapped, sorted(r_args - mapped)

@@ -167,7 +167,7 @@ def test_r_objects_are_released_under_the_lock(sleep):
     import gc
     import threading
 
-    from pylmer import _r
+    from pylmer.r import session as _r
 
     models = [lmer(SLEEP, sleep) for _ in range(3)]
     keys = [m._handle.key for m in models]

@@ -31,9 +31,9 @@ from pylmer.errors import (
     RError,
     RWarning,
 )
-from pylmer.glmer import GlmerModel, glmer
+from pylmer.estimators import GlmerClassifier, GlmerRegressor
+from pylmer.models.glmer import GlmerModel, glmer
 from pylmer.results import GlmerResults, format_pvalues
-from pylmer.sklearn import GlmerClassifier, GlmerRegressor
 
 pytestmark = pytest.mark.usefixtures("r_session")
 

@@ -25,9 +25,9 @@ from _refcache import reference
 import pylmer
 from pylmer import datasets
 from pylmer.errors import DataError, FormulaError, RError, SingularFitWarning
-from pylmer.lmer import LmerControl, LmerModel, anova, lmer
+from pylmer.estimators import LmerRegressor, response_name
+from pylmer.models.lmer import LmerControl, LmerModel, anova, lmer
 from pylmer.results import LmerResults, format_column
-from pylmer.sklearn import LmerRegressor, response_name
 
 FORMULAS = {
     "sleepstudy": "Reaction ~ Days + (Days | Subject)",

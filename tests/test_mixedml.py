@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 import pylmer
 from pylmer import MixedMLRegressor
-from pylmer._simulate import simulate_longitudinal
+from pylmer.data.simulate import simulate_longitudinal
 
 RE = "(1 + x2_x5 + x4_x7 + x6_x8 || individus)"
 SLOPES = ["x2_x5", "x4_x7", "x6_x8"]

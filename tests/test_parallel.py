@@ -253,7 +253,7 @@ def test_dask_cluster_equals_serial(
         dask_cv = cross_val_score(est, sleep, sleep["Reaction"], cv=cv, groups=groups, n_jobs=2)
         dask_mixed = cross_val_score(mixed, X, sleep["Reaction"], cv=cv, groups=groups, n_jobs=2)
     # the work ran in the cluster's worker processes
-    assert dask_client.run(lambda: __import__("pylmer")._r.started())
+    assert dask_client.run(lambda: __import__("pylmer.r.session").r.session.started())
     np.testing.assert_allclose(draws.to_numpy(), serial_draws.to_numpy(), rtol=1e-10)
     _assert_many_equal(many, serial_many)
     np.testing.assert_allclose(dask_cv, serial_cv, rtol=1e-10)

@@ -2,7 +2,7 @@
 
 Conversions are checked on both sides: the value that comes back to pandas, and what R
 sees (class, typeof, levels, NA counts from ``.pylmer_describe`` in ``bridge.R``, and
-base R functions called through :func:`pylmer._r.call`).
+base R functions called through :func:`pylmer.r.session.call`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pylmer import (
     RMessage,
     RWarning,
     SingularFitWarning,
-    _r,
 )
+from pylmer.r import session as _r
 
 LEVEL_SEP = "\x1f"
 
@@ -62,7 +62,7 @@ SUBPROCESS_SCRIPT = """
 import os, signal, sys, threading, time
 import numpy as np
 import pylmer
-import pylmer._r as _r
+from pylmer.r import session as _r
 print("started at import:", _r.started())
 print("rpy2 modules at import:", sorted(m for m in sys.modules if m.split(".")[0] == "rpy2"))
 _r.call(".pylmer_versions")

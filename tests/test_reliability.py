@@ -43,13 +43,13 @@ from pylmer import (
     RError,
     RMessage,
     SingularFitWarning,
-    _r,
     cli,
     datasets,
     lmer,
 )
-from pylmer._simulate import simulate_longitudinal
-from pylmer.sklearn import LmerRegressor
+from pylmer.data.simulate import simulate_longitudinal
+from pylmer.estimators import LmerRegressor
+from pylmer.r import session as _r
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 from _refcache import reference
 
-from pylmer import SingularFitWarning, _r, datasets, lmer
+from pylmer import SingularFitWarning, datasets, lmer
+from pylmer.r import session as _r
 from pylmer.results import format_summary
 
 pytestmark = pytest.mark.usefixtures("r_session")

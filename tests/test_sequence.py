@@ -15,7 +15,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import r2_score
 
-from pylmer._simulate import simulate_longitudinal
+from pylmer.data.simulate import simulate_longitudinal
 from pylmer.sequence import (
     ESNSequenceModel,
     GRUSequenceModel,

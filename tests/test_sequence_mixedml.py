@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 
 from pylmer import MixedMLRegressor
-from pylmer._simulate import simulate_longitudinal
+from pylmer.data.simulate import simulate_longitudinal
 from pylmer.sequence import SequenceRegressor
 
 RE = "(1 + x2_x5 + x4_x7 + x6_x8 || individus)"

@@ -25,7 +25,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 
-from .. import _r
 from ..errors import (
     DataError,
     InvalidArgumentError,
@@ -33,6 +32,7 @@ from ..errors import (
     PylmerError,
     SingularFitWarning,
 )
+from ..r import session as _r
 from . import engine
 from .estimator import MixedMLRegressor
 from .glmm_step import (
@@ -221,7 +221,7 @@ def _glmer_model(
     family: str,
 ) -> Any:
     """The final glmer fit as a GlmerModel (the loop's last fit, not refitted)."""
-    from ..glmer import GlmerModel, _GlmerSpec
+    from ..models.glmer import GlmerModel, _GlmerSpec
 
     data = frame.copy()
     data[".pylmer_e"] = Y

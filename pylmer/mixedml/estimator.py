@@ -41,7 +41,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from .. import _r
 from ..errors import (
     DataError,
     InvalidArgumentError,
@@ -49,6 +48,7 @@ from ..errors import (
     PylmerError,
     SingularFitWarning,
 )
+from ..r import session as _r
 from . import engine
 from .labels import GroupCoding
 from .lme4_step import LmerStep, ResidualModel, empirical_bayes
@@ -445,7 +445,7 @@ class MixedMLRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self, final: engine.EMState, frame: pd.DataFrame, spec: ResidualModel, Y: np.ndarray
     ) -> tuple[list[Any], list[dict[str, Any]]]:
         """The final state's lme4 fits as LmerModels, and what predict needs from them."""
-        from ..lmer import LmerModel, _Spec
+        from ..models.lmer import LmerModel, _Spec
 
         models, terms = [], []
         for j, fit in enumerate(final.re):

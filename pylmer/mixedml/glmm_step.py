@@ -60,8 +60,8 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.utils.validation import has_fit_parameter
 
-from .. import _r
 from ..errors import InvalidArgumentError
+from ..r import session as _r
 from .engine import EstimatorStep, REFit, _Lazy
 from .lme4_step import ResidualModel, fitted_terms
 

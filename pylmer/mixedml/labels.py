@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._data import label
+from ..data.frames import label
 from ..errors import DataError
 
 __all__ = ["GroupCoding", "label_of"]
@@ -31,7 +31,7 @@ __all__ = ["GroupCoding", "label_of"]
 
 def label_of(value: Any) -> str | None:
     """The canonical label of one value (None for a missing value): the label
-    :func:`pylmer._data.label` gives, so that lmer and MixedML name groups alike."""
+    :func:`pylmer.data.frames.label` gives, so that lmer and MixedML name groups alike."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):

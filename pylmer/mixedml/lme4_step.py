@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import _r
+from ..r import session as _r
 from .engine import REFit
 
 __all__ = ["LmerStep", "ResidualModel", "empirical_bayes"]

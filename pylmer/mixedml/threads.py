@@ -22,7 +22,7 @@ __all__ = ["estimator_threads", "oversubscribed", "r_blas_single_threaded"]
 
 
 def _start_r() -> None:
-    from .. import _r
+    from ..r import session as _r
 
     if not _r.started():
         _r._ensure()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 RE_NAMES = ("(Intercept)", "x2_x5", "x4_x7", "x6_x8")
 

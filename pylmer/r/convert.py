@@ -1,6 +1,6 @@
 """Vectorised conversion of pandas / numpy data to R vectors and back.
 
-Only :mod:`pylmer._r` imports this module (after R has started).  Every column crosses
+Only :mod:`pylmer.r.session` imports this module (after R has started).  Every column crosses
 in one block copy (``from_memoryview``), never element by element: floats and integers
 as they are, booleans as logicals, categoricals and strings as factors with the same
 level order, datetimes as ``POSIXct``.  Missing values (``NaN``, ``None``, ``pd.NA``,
@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rpy2 import rinterface as ri
+from rpy2.rinterface_lib import openrlib
 
-from .errors import DataError
+from ..errors import DataError
 
 NA_INTEGER = np.iinfo(np.int32).min
 #: R's NA_real_ is a NaN with payload 1954; plain NaN is R's NaN, not NA.
@@ -215,11 +216,26 @@ def _strings(vec: ri.Sexp) -> list[str | None]:
     return [None if v is ri.NA_Character else v for v in vec]
 
 
+#: the C type of an R vector's elements, by R type
+_C_TYPES = {ri.RTYPES.REALSXP: np.float64, ri.RTYPES.INTSXP: np.int32, ri.RTYPES.LGLSXP: np.int32}
+
+
 def _numpy(vec: ri.Sexp, dtype: Any) -> np.ndarray:
-    """Copy an R vector's memory into a new numpy array (rpy2's memoryview fails on length 0)."""
-    if len(vec) == 0:
+    """Copy an R vector's memory into a new numpy array.
+
+    The copy goes through a cffi buffer over the vector's data pointer, not rpy2's
+    ``SexpVector.memoryview()``: in rpy2 3.5 that calls a C helper
+    (``_bufferprotocol.memoryview_swapstrides``) that returns ``None`` without taking
+    a reference, so every call removed one reference to ``None`` and a long session
+    aborted ("deallocating None") after a few thousand fits.
+    """
+    n = len(vec)
+    if n == 0:
         return np.empty(0, dtype=dtype)
-    return np.array(vec.memoryview(), dtype=dtype)
+    ctype = np.dtype(_C_TYPES[vec.typeof])
+    ptr = openrlib.rlib.DATAPTR(vec.__sexp__._cdata)
+    raw = np.frombuffer(openrlib.ffi.buffer(ptr, n * ctype.itemsize), dtype=ctype)
+    return raw.astype(dtype, copy=True)
 
 
 def vector_to_numpy(vec: ri.Sexp) -> Any:

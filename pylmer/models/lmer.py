@@ -20,11 +20,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _r, inference
-from ._data import GroupLevels, as_pandas, check_text_columns, model_frame
-from .errors import DataError, FormulaError, InvalidArgumentError, RError
-from .inference import normalize_contrasts, predict_interval
-from .results import LmerResults, format_summary, to_html
+from .. import inference
+from ..data.frames import GroupLevels, as_pandas, check_text_columns, model_frame
+from ..errors import DataError, FormulaError, InvalidArgumentError, RError
+from ..inference import normalize_contrasts, predict_interval
+from ..r import session as _r
+from ..results import LmerResults, format_summary, to_html
 
 __all__ = ["LmerControl", "LmerModel", "anova", "lmer"]
 
@@ -356,7 +357,7 @@ class _Spec:
     #: contrast codings ((column, coding), ...) of lmer(contrasts=...)
     contrasts: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[Any, ...], ...] = ()
-    #: label <-> value mapping of the grouping columns (pylmer._data.GroupLevels)
+    #: label <-> value mapping of the grouping columns (pylmer.data.frames.GroupLevels)
     levels: GroupLevels | None = None
 
 
@@ -882,7 +883,7 @@ class LmerModel:
         if nsim < 1:
             raise _bad("nsim", f"must be >= 1, not {nsim}")
         if method == "boot":
-            from .parallel import bootstrap_confint
+            from ..parallel import bootstrap_confint
 
             ci = bootstrap_confint(
                 self, level, nsim=nsim, seed=seed, n_jobs=n_jobs, boot_type=boot_type
@@ -1163,7 +1164,7 @@ def anova(
     if method == "bootstrap":
         if len(models) != 2:
             raise InvalidArgumentError(f"method='bootstrap' compares two models, not {len(models)}")
-        from .parallel import bootstrap_anova
+        from ..parallel import bootstrap_anova
 
         return bootstrap_anova(*models, nsim=nsim, seed=seed, n_jobs=n_jobs)
     _check_bool("refit", refit)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, DataWarning
+from ..errors import DataError, DataWarning
 
 __all__ = ["GroupLevels", "as_pandas", "check_text_columns", "label", "model_frame"]
 

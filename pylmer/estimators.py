@@ -14,8 +14,8 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
 from .errors import DataError, FormulaError
-from .glmer import GlmerModel, glmer
-from .lmer import LmerControl, LmerModel, lmer
+from .models.glmer import GlmerModel, glmer
+from .models.lmer import LmerControl, LmerModel, lmer
 
 __all__ = ["GlmerClassifier", "GlmerRegressor", "LmerRegressor"]
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import (
+from ..errors import (
     DataError,
     FormulaError,
     InvalidArgumentError,
@@ -67,12 +67,14 @@ _pending_release: list[int] = []
 _keys = itertools.count()
 
 
-def _script_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "r_scripts", here.parent / "r_scripts"):
+def script_dir() -> Path:
+    """Return the folder of pylmer's R scripts (``pylmer/r_scripts`` in a wheel,
+    ``r_scripts/`` beside the package in a source tree)."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "r_scripts", package.parent / "r_scripts"):
         if (candidate / "bridge.R").exists():
             return candidate
-    raise RNotAvailableError(f"pylmer's R scripts are missing (looked beside {here})")
+    raise RNotAvailableError(f"pylmer's R scripts are missing (looked in {package})")
 
 
 def started() -> bool:
@@ -129,12 +131,12 @@ def _console() -> Iterator[None]:
 
 
 def _source_scripts(ri: Any) -> None:
-    from . import _convert
+    from . import convert as _convert
 
     env = ri.baseenv["new.env"]()
     source = ri.baseenv["sys.source"]
     # bridge.R first: the other scripts may use its helpers
-    scripts = sorted(_script_dir().glob("*.R"), key=lambda p: (p.name != "bridge.R", p.name))
+    scripts = sorted(script_dir().glob("*.R"), key=lambda p: (p.name != "bridge.R", p.name))
     for path in scripts:
         if path.name.startswith("reference") or path.name == "validate.R":
             continue  # standalone Rscript programs (reference values, pylmer validate)
@@ -351,7 +353,7 @@ def call(fun: str, *args: Any, stacklevel: int = 3, **kwargs: Any) -> Any:
     fun : str
         Name of an R function defined in the private environment.
     *args, **kwargs
-        Arguments converted with the rules of :mod:`pylmer._convert`; a
+        Arguments converted with the rules of :mod:`pylmer.r.convert`; a
         :class:`DataRef` passes the *name* of bound data.
     stacklevel : int
         ``stacklevel`` of the re-issued R warnings.

@@ -20,12 +20,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _r
-from ._data import GroupLevels, as_pandas, check_text_columns, model_frame
-from .errors import DataError, FormulaError, InvalidArgumentError
-from .inference import normalize_contrasts
+from ..data.frames import GroupLevels, as_pandas, check_text_columns, model_frame
+from ..errors import DataError, FormulaError, InvalidArgumentError
+from ..inference import normalize_contrasts
+from ..r import session as _r
+from ..results import GlmerResults, format_glmer_summary, glmer_html
 from .lmer import LmerControl, LmerModel, _control, _strings, shared_results
-from .results import GlmerResults, format_glmer_summary, glmer_html
 
 __all__ = ["FAMILIES", "GlmerModel", "glmer"]
 

@@ -1,0 +1,1 @@
+"""Frames (the columns a formula uses, checks, NA policy) and group coding."""
