@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, FormulaError, InvalidArgumentError, PylmerError, RError, RWarning
-from .models.lmer import LmerControl, LmerModel, _control
+from .models._base import MixedModel
+from .models.control import LmerControl, as_control
 from .r import session as _r
 
 __all__ = ["LmerManyResults", "bootstrap", "bootstrap_anova", "bootstrap_confint", "lmer_many"]
@@ -92,7 +93,7 @@ def _resolve(payload: _Payload) -> Any:
 _MODEL_PAYLOADS: weakref.WeakKeyDictionary[Any, _Payload] = weakref.WeakKeyDictionary()
 
 
-def _model_payload(model: LmerModel) -> _Payload:
+def _model_payload(model: MixedModel) -> _Payload:
     """The payload of one model, made once: repeated calls on the same model find it
     already rebuilt in the workers (a fitted model does not change)."""
     payload = _MODEL_PAYLOADS.get(model)
@@ -210,10 +211,10 @@ def _boot_task(payload: _Payload, Y: np.ndarray, old_names: bool) -> dict[str, A
     }
 
 
-def _refit_full(model: LmerModel, y: np.ndarray) -> tuple[LmerModel, list[str]]:
+def _refit_full(model: MixedModel, y: np.ndarray) -> tuple[MixedModel, list[str]]:
     out, conditions = _r.call_with_conditions(".pylmer_boot_refit_full", model._mermod(), y)
     spec = dataclasses.replace(model._spec, steps=(*model._spec.steps, ("refit", y)))
-    return LmerModel._from_r(out, spec, model.data, conditions), conditions
+    return type(model)._from_r(out, spec, model.data, conditions), conditions
 
 
 def _as_stat(value: Any) -> pd.Series:
@@ -233,7 +234,7 @@ def _as_stat(value: Any) -> pd.Series:
 
 
 def _boot_func_task(
-    payload: _Payload, Y: np.ndarray, func: Callable[[LmerModel], Any], names: list[str]
+    payload: _Payload, Y: np.ndarray, func: Callable[[MixedModel], Any], names: list[str]
 ) -> dict[str, Any]:
     (model,) = _resolve(payload)
     k = Y.shape[1]
@@ -258,10 +259,11 @@ def _boot_func_task(
     return {"t": t, "error": errors, "conditions": conds}
 
 
-def _check_model(model: Any, what: str = "model") -> LmerModel:
-    if not isinstance(model, LmerModel):
+def _check_model(model: Any, what: str = "model") -> MixedModel:
+    if not isinstance(model, MixedModel):
         raise InvalidArgumentError(
-            f"{what} must be an LmerModel (from pylmer.lmer), not {type(model).__name__}"
+            f"{what} must be a fitted model (from pylmer.lmer or pylmer.glmer), "
+            f"not {type(model).__name__}"
         )
     return model
 
@@ -306,8 +308,8 @@ def _collect(
 
 
 def bootstrap(
-    model: LmerModel,
-    func: Callable[[LmerModel], Any] | None = None,
+    model: MixedModel,
+    func: Callable[[MixedModel], Any] | None = None,
     *,
     nsim: int = 500,
     seed: int | None = None,
@@ -391,7 +393,7 @@ def bootstrap(
 
 
 def bootstrap_confint(
-    model: LmerModel,
+    model: MixedModel,
     level: float = 0.95,
     *,
     nsim: int = 500,
@@ -451,7 +453,7 @@ def bootstrap_confint(
 # ------------------------------------------------------------------ PB likelihood ratio
 
 
-def _ml(model: LmerModel) -> LmerModel:
+def _ml(model: MixedModel) -> MixedModel:
     """The model fitted by ML (pbkrtest: ``update(model, REML = FALSE)``)."""
     if not model.reml:
         return model
@@ -460,7 +462,7 @@ def _ml(model: LmerModel) -> LmerModel:
     spec = dataclasses.replace(model._spec, reml=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return LmerModel._fit(spec, model.data)
+        return type(model)._fit(spec, model.data)
 
 
 def _pb_task(payload: _Payload, Y: np.ndarray) -> dict[str, Any]:
@@ -475,8 +477,8 @@ def _pb_task(payload: _Payload, Y: np.ndarray) -> dict[str, Any]:
 
 
 def bootstrap_anova(
-    m0: LmerModel,
-    m1: LmerModel,
+    m0: MixedModel,
+    m1: MixedModel,
     *,
     nsim: int = 1000,
     seed: int | None = None,
@@ -713,7 +715,7 @@ def lmer_many(
         raise FormulaError(f"the formula {formula!r} has no right-hand side")
     Y = frame.to_numpy(dtype=float, na_value=np.nan)
     design = data.drop(columns=responses)
-    ctrl = _control(control)
+    ctrl = as_control(control)
     spec = {
         "data": design,
         "formula": f"{_Y} ~ {rhs}",

@@ -62,7 +62,7 @@ def test_options_reach_lme4(sleep, case, control):
 
 
 def test_every_lmercontrol_argument_has_a_field():
-    module = importlib.import_module("pylmer.models.lmer")
+    module = importlib.import_module("pylmer.models.control")
     r_args = set(_r.call(".pylmer_lmer_control_formals")) - {"mod.type"}
     mapped = {r for r, _ in module._CONTROL_ARGS.values()}
     assert r_args <= mapped, sorted(r_args - mapped)

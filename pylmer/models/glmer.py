@@ -6,8 +6,9 @@ positive continuous ones (Gamma, inverse Gaussian), with random effects.  As for
 (``r_scripts/glmer.R``), the results live in a pure-pandas
 :class:`~pylmer.results.GlmerResults`, and the fitted ``glmerMod`` stays in R behind a
 handle for ``predict``, ``refit``, ``confint``, ``simulate`` and :func:`pylmer.anova`.
-:class:`GlmerModel` shares :class:`~pylmer.LmerModel`'s machinery (pickling with a
-checked refit on restore, new-data encoding, intervals).
+:class:`GlmerModel` is a sibling of :class:`~pylmer.LmerModel`: both build on
+:class:`pylmer.models._base.MixedModel` (pickling with a checked refit on restore,
+new-data encoding, prediction, intervals).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..data.frames import GroupLevels, as_pandas, check_text_columns, model_frame
-from ..errors import DataError, FormulaError, InvalidArgumentError
+from ..data.frames import GroupLevels
+from ..errors import InvalidArgumentError
 from ..inference import normalize_contrasts
-from ..r import session as _r
 from ..results import GlmerResults, format_glmer_summary, glmer_html
-from .lmer import LmerControl, LmerModel, _control, _strings, shared_results
+from ._base import MixedModel, prepare_data, row_values
+from .control import LmerControl, as_control
 
 __all__ = ["FAMILIES", "GlmerModel", "glmer"]
 
@@ -88,15 +89,6 @@ class _GlmerSpec:
     contrasts: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[Any, ...], ...] = ()
     levels: GroupLevels | None = None
-
-
-def _values(name: str, value: Any, n: int) -> str | np.ndarray | None:
-    if value is None or isinstance(value, str):
-        return value
-    arr = np.asarray(value, dtype=float)
-    if arr.shape != (n,):
-        raise DataError(f"{name} has shape {arr.shape}; data has {n} rows")
-    return arr
 
 
 def glmer(
@@ -164,34 +156,19 @@ def glmer(
         Any other error of lme4 (e.g. ``nagq > 1`` with several random effects).
     """
     family, link = _family(family, link)
-    if not isinstance(formula, str):
-        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
-    data = as_pandas(data)
-    if na_action not in ("omit", "error"):
-        raise InvalidArgumentError(
-            f"na_action must be 'omit' or 'error', not {na_action!r}", argument="na_action"
-        )
     if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 0 <= nagq <= 100:
         raise InvalidArgumentError(
             f"nagq must be an integer from 0 to 100, not {nagq!r}", argument="nagq"
         )
-    if len(data) == 0:
-        raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
-    weights = _values("weights", weights, len(data))
-    offset = _values("offset", offset, len(data))
-    parse = _r.call(".pylmer_formula_parse", formula, [str(c) for c in data.columns], stacklevel=2)
-    named = [v for v in (weights, offset) if isinstance(v, str)]
-    groups = _strings(parse["groups"])
-    frame = model_frame(data, [*_strings(parse["vars"]), *named])
-    check_text_columns(frame, _strings(parse["fixed"]), groups)
+    frame, groups = prepare_data(formula, data, na_action, [weights, offset])
     spec = _GlmerSpec(
         formula,
         family,
         link,
         int(nagq),
-        _control(control),
-        weights,
-        offset,
+        as_control(control),
+        row_values("weights", weights, len(frame)),
+        row_values("offset", offset, len(frame)),
         na_action,
         contrasts=normalize_contrasts(contrasts),
         levels=GroupLevels(groups),
@@ -199,7 +176,7 @@ def glmer(
     return GlmerModel._fit(spec, frame)
 
 
-class GlmerModel(LmerModel):
+class GlmerModel(MixedModel):
     """A generalized linear mixed model fitted by lme4 (create it with :func:`glmer`).
 
     All results are plain pandas / numpy / Python values, extracted once right after the
@@ -224,6 +201,14 @@ class GlmerModel(LmerModel):
         The container of all of them.
     data : pandas.DataFrame
         The model's columns of the data it was fitted on.
+
+    Examples
+    --------
+    >>> import pylmer
+    >>> cbpp = pylmer.datasets.load("cbpp")  # doctest: +SKIP
+    >>> g = pylmer.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                  cbpp, family="binomial")  # doctest: +SKIP
+    >>> g.fixef["estimate"]  # doctest: +SKIP
     """
 
     results: GlmerResults
@@ -236,13 +221,18 @@ class GlmerModel(LmerModel):
         "nagq",
     }
 
-    # ------------------------------------------------------------------ building
-
     _R_FIT = ".pylmer_glmer_fit"
     _R_WRITE_SCRIPT = ".pylmer_glmer_write_script"
+    _R_PREDICT = ".pylmer_glmer_predict"
+    _R_SIMULATE = ".pylmer_glmer_simulate"
+    _R_STEPS: ClassVar[Mapping[str, str]] = {"refit": ".pylmer_glmer_refit"}
+    _MATRIX_RESPONSE = True
+    _BOOT_IN_R = True
+
+    # ------------------------------------------------------------------ building
 
     @classmethod
-    def _r_args(cls, spec: _GlmerSpec) -> dict[str, Any]:  # type: ignore[override]
+    def _r_args(cls, spec: _GlmerSpec) -> dict[str, Any]:
         return {
             "family": spec.family,
             "link": spec.link,
@@ -254,17 +244,11 @@ class GlmerModel(LmerModel):
         }
 
     @classmethod
-    def _from_r(  # type: ignore[override]
-        cls,
-        out: dict[str, Any],
-        spec: _GlmerSpec,
-        data: pd.DataFrame,
-        conditions: Sequence[str] = (),
-    ) -> GlmerModel:
-        shared = shared_results(out, spec, data, conditions)
+    def _results(
+        cls, out: dict[str, Any], spec: _GlmerSpec, shared: dict[str, Any]
+    ) -> GlmerResults:
         nb_theta = out["nb_theta"]
-        results = GlmerResults(
-            formula=spec.formula,
+        return GlmerResults(
             family=str(out["family"]),
             link=str(out["link"]),
             nagq=int(out["nagq"]),
@@ -272,15 +256,6 @@ class GlmerModel(LmerModel):
             has_scale=bool(out["has_scale"]),
             **shared,
         )
-        return cls._with_results(results, spec, data, out)
-
-    def _step(self, step: tuple[Any, ...]) -> GlmerModel:
-        """Apply a refit step (``("refit", newresp)``)."""
-        out, conditions = _r.call_with_conditions(
-            ".pylmer_glmer_refit", self._mermod(), step[1], stacklevel=3
-        )
-        spec = dataclasses.replace(self._spec, steps=(*self._spec.steps, step))
-        return GlmerModel._from_r(out, spec, self.data, conditions)
 
     # ------------------------------------------------------------------ results
 
@@ -305,29 +280,21 @@ class GlmerModel(LmerModel):
         """False: GLMMs are fitted by maximum likelihood."""
         return False
 
-    @property
-    def fixef(self) -> pd.DataFrame:
-        """Fixed effects: ``estimate``, ``std_error``, ``z_value``, ``p_value`` (Wald)."""
-        return self.results.fixef.copy()
-
-    @property
-    def fixef_wald(self) -> pd.DataFrame:
-        """The same as :attr:`fixef` (GLMM tests are Wald tests)."""
-        return self.fixef
-
-    def satterthwaite(self) -> None:
-        """None: Satterthwaite's df are for linear mixed models (see :attr:`fixef`)."""
-        return None
-
-    def refit_ml(self) -> GlmerModel:
-        """Return the model itself: a GLMM is already a maximum-likelihood fit."""
-        return self
-
     # ------------------------------------------------------------------ display
 
     def summary(self, *, pvalues: bool = True) -> str:
-        """Return the summary text, laid out like R's ``summary(glmerMod)`` (without the
-        Wald p-values and stars when ``pvalues`` is False)."""
+        """Return the summary text, laid out like R's ``summary(glmerMod)``.
+
+        Parameters
+        ----------
+        pvalues : bool
+            Show the Wald ``Pr(>|z|)`` column and stars (default).
+
+        Examples
+        --------
+        >>> print(g.summary())  # doctest: +SKIP
+        Generalized linear mixed model fit by maximum likelihood (Laplace Approximation) ...
+        """
         return format_glmer_summary(self.results, pvalues)
 
     def __repr__(self) -> str:
@@ -341,7 +308,7 @@ class GlmerModel(LmerModel):
 
     # ------------------------------------------------------------------ prediction
 
-    def predict(  # type: ignore[override]
+    def predict(
         self,
         newdata: pd.DataFrame | None = None,
         *,
@@ -375,121 +342,19 @@ class GlmerModel(LmerModel):
             An unseen level of a fixed-effect factor or (with ``allow_new_levels=False``)
             of a grouping factor, a missing column, or new data for a model fitted with an
             offset given as values.
+
+        Examples
+        --------
+        >>> g.predict(cbpp.head(3), type="link")  # doctest: +SKIP
         """
         if type not in ("response", "link"):
             raise InvalidArgumentError(
                 f"type must be 'response' or 'link', not {type!r}", argument="type"
             )
-        if newdata is None:
-            if include_random and type == "response":
-                return self.results.fitted.rename(None)
-            values = _r.call(
-                ".pylmer_glmer_predict",
-                self._mermod(),
-                None,
-                include_random=include_random,
-                type=type,
-                stacklevel=2,
-            )
-            full = self.results.fitted.copy()
-            full[full.notna()] = np.atleast_1d(values)
-            return full.rename(None)
-        newdata = as_pandas(newdata, "newdata")
-        self._check_fixed_levels(newdata)
-        values = _r.call(
-            ".pylmer_glmer_predict",
-            self._mermod(),
-            _r.bind(self._encode(newdata)),
+        return self._predict(
+            newdata,
             include_random=include_random,
             allow_new_levels=allow_new_levels,
+            fitted_is_answer=include_random and type == "response",
             type=type,
-            stacklevel=2,
         )
-        return pd.Series(np.atleast_1d(np.asarray(values, dtype=float)), index=newdata.index)
-
-    # ------------------------------------------------------------------ inference
-
-    def confint(  # type: ignore[override]
-        self,
-        method: Literal["wald", "profile", "boot"] = "wald",
-        level: float = 0.95,
-        **kwargs: Any,
-    ) -> pd.DataFrame:
-        """Confidence intervals with lme4's ``confint`` (see :meth:`LmerModel.confint`).
-
-        ``method="boot"`` with only ``nsim`` and ``seed`` runs lme4's own parametric
-        bootstrap in this R session, so a ``seed`` gives plain R's
-        ``confint(m, method = "boot")`` exactly, whatever the response (0/1, factor,
-        proportions or ``cbind``); other options go to :meth:`LmerModel.confint`.
-        """
-        if method == "boot" and set(kwargs) <= {"nsim", "seed", "n_jobs"}:
-            if kwargs.get("n_jobs") is None:
-                if not 0 < level < 1:
-                    raise InvalidArgumentError(
-                        f"level must be between 0 and 1, not {level}", argument="level"
-                    )
-                seed = kwargs.get("seed")
-                return _r.call(
-                    ".pylmer_lmer_confint",
-                    self._mermod(),
-                    method="boot",
-                    level=float(level),
-                    nsim=int(kwargs.get("nsim", 500)),
-                    seed=None if seed is None else int(seed),
-                    stacklevel=2,
-                )
-        return super().confint(method, level, **kwargs)
-
-    # ------------------------------------------------------------------ refits, simulation
-
-    def refit(self, newresp: Any) -> GlmerModel:  # type: ignore[override]
-        """Refit the same model to a new response (lme4's ``refit``).
-
-        Parameters
-        ----------
-        newresp : array-like, pandas.Series or pandas.DataFrame
-            One value per used observation (``nobs``) or per row of the fitted data (a
-            Series is aligned on the data's index): 0/1, proportions or counts as the
-            original response; for a ``cbind(successes, failures)`` response, an array
-            of shape ``(n, 2)`` or a two-column DataFrame.
-
-        Returns
-        -------
-        GlmerModel
-            A new fitted model (its ``data`` still holds the original response).
-        """
-        used = self.results.fitted.notna().to_numpy()
-        if isinstance(newresp, pd.Series) and len(newresp) == len(self.data):
-            newresp = newresp.reindex(self.data.index)
-        values = np.asarray(newresp, dtype=float)
-        if values.ndim == 2 and values.shape[1] == 1:
-            values = values[:, 0]
-        if len(values) == len(self.data) and len(self.data) != self.results.nobs:
-            values = values[used]
-        if values.ndim not in (1, 2) or len(values) != self.results.nobs:
-            raise DataError(
-                f"newresp has {len(values)} values; the model has {self.results.nobs} "
-                f"observations ({len(self.data)} rows in its data)"
-            )
-        arg = pd.DataFrame(values) if values.ndim == 2 else values
-        return self._step(("refit", arg))
-
-    def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
-        """Simulate responses from the fitted model (lme4's ``simulate``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``sim_1`` ... ``sim_<nsim>``, indexed by the used rows of the data:
-            counts of successes for a ``cbind`` response, 0/1 for a factor response
-            (1 = not the first level), otherwise values on the response's own scale.
-        """
-        sims = _r.call(
-            ".pylmer_glmer_simulate",
-            self._mermod(),
-            nsim=int(nsim),
-            seed=None if seed is None else int(seed),
-            stacklevel=2,
-        )
-        sims.index = self.results.fitted.index[self.results.fitted.notna().to_numpy()]
-        return sims

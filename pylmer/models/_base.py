@@ -1,0 +1,641 @@
+"""What every fitted model kind shares: spec, R handle, pickling, encoding, prediction.
+
+:class:`MixedModel` is the abstract base of :class:`~pylmer.LmerModel`,
+:class:`~pylmer.GlmerModel` and the coming kinds (siblings, not subclasses of one
+another).  A model is three things: its results (a pure-pandas container from
+:mod:`pylmer.results`), its spec (the arguments needed to fit it again, plus later refit
+steps) and a handle on the fitted R object.  The handle is dropped when pickling or deep
+copying; the first method that needs R refits the model from its data and checks the
+refit reproduces the stored fit.
+
+A new kind defines the R helpers it calls (``_R_FIT``, ``_R_WRITE_SCRIPT``,
+``_R_PREDICT``, ``_R_SIMULATE``, ``_R_STEPS``), the spec's R arguments (``_r_args``), the
+results it builds from the fit's output (``_from_r``) and its display (``summary``,
+``__repr__``, ``_repr_html_``).  :func:`prepare_data` and :func:`shared_results` are the
+data preparation and the result fields every lme4 fit has.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from ..data.frames import GroupLevels, as_pandas, check_text_columns, model_frame
+from ..errors import DataError, FormulaError, InvalidArgumentError, RError
+from ..r import session as _r
+from .control import bad_argument, check_number
+
+__all__ = ["MixedModel", "prepare_data", "shared_results"]
+
+_M = TypeVar("_M", bound="MixedModel")
+
+
+def prepare_data(
+    formula: Any, data: Any, na_action: Any, extra_columns: Sequence[Any] = ()
+) -> tuple[pd.DataFrame, list[str]]:
+    """Check a fit's formula and data, and return the model's own copy of the columns it
+    uses (R's own parse says which) and the grouping columns.
+
+    ``extra_columns`` are further arguments naming columns (weights, offset): strings
+    among them are kept as columns.
+
+    Raises
+    ------
+    FormulaError, DataError, InvalidArgumentError
+        A formula that is not a string or does not parse; no rows; a bad ``na_action``;
+        text in a numeric column of the fixed part.
+    """
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    data = as_pandas(data)
+    if na_action not in ("omit", "error"):
+        raise InvalidArgumentError(
+            f"na_action must be 'omit' or 'error', not {na_action!r}", argument="na_action"
+        )
+    if len(data) == 0:
+        raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
+    parse = _r.call(".pylmer_formula_parse", formula, [str(c) for c in data.columns], stacklevel=3)
+    named = [v for v in extra_columns if isinstance(v, str)]
+    groups = strings(parse["groups"])
+    # the model keeps its own copy: a caller mutating `data` later changes nothing
+    frame = model_frame(data, [*strings(parse["vars"]), *named])
+    check_text_columns(frame, strings(parse["fixed"]), groups)
+    return frame, groups
+
+
+def row_values(name: str, value: Any, n: int) -> str | np.ndarray | None:
+    """A per-row argument (weights, offset): a column name, or ``n`` floats."""
+    if value is None or isinstance(value, str):
+        return value
+    arr = np.asarray(value, dtype=float)
+    if arr.shape != (n,):
+        raise DataError(f"{name} has shape {arr.shape}; data has {n} rows")
+    return arr
+
+
+class MixedModel(ABC):
+    """A mixed model fitted by R, with its results in pandas (abstract base).
+
+    Attributes
+    ----------
+    results
+        The model's result container (:mod:`pylmer.results`).
+    data : pandas.DataFrame
+        The model's columns of the data it was fitted on.
+    """
+
+    #: the R helpers that fit this kind of model and write its refit script
+    _R_FIT: ClassVar[str]
+    _R_WRITE_SCRIPT: ClassVar[str]
+    #: the R helpers of predict and simulate
+    _R_PREDICT: ClassVar[str]
+    _R_SIMULATE: ClassVar[str]
+    #: refit step name -> R helper (``("refit", newresp)``, ...)
+    _R_STEPS: ClassVar[Mapping[str, str]]
+    #: whether a refit takes a two-column response (``cbind(successes, failures)``)
+    _MATRIX_RESPONSE: ClassVar[bool] = False
+    #: confint(method="boot") without n_jobs runs lme4's own bootMer in this R session
+    _BOOT_IN_R: ClassVar[bool] = False
+    #: the results fields read as model attributes (``m.sigma`` is ``m.results.sigma``)
+    _FORWARDED: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, results: Any, spec: Any, data: pd.DataFrame, handle: Any):
+        self.results = results
+        self.data = data
+        self._spec = spec
+        self._handle = handle
+        self._fixed_levels: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    @abstractmethod
+    def _r_args(cls, spec: Any) -> dict[str, Any]:
+        """The model's options as keyword arguments of the R fit and script helpers."""
+
+    @classmethod
+    @abstractmethod
+    def _results(cls, out: dict[str, Any], spec: Any, shared: dict[str, Any]) -> Any:
+        """The results container from the fit's output and the :func:`shared_results`."""
+
+    @classmethod
+    def _fit(cls: type[_M], spec: Any, data: pd.DataFrame) -> _M:
+        ref = _r.bind(spec.levels.encode(data) if spec.levels is not None else data)
+        out, conditions = _r.call_with_conditions(
+            cls._R_FIT,
+            ref,
+            spec.formula,
+            na_action=spec.na_action,
+            stacklevel=3,
+            **cls._r_args(spec),
+        )
+        model = cls._from_r(out, spec, data, conditions)
+        dropped = len(data) - model.results.nobs
+        if dropped:
+            counts = _series(out.get("na_counts"))
+            where = ", ".join(f"{k!r}: {int(v)}" for k, v in counts.items())
+            warnings.warn(
+                f"lme4 dropped {dropped} of {len(data)} rows with missing values in the "
+                f"model's columns (missing per column: {where}); fitted/residuals are NaN "
+                "there; pass na_action='error' to raise instead",
+                UserWarning,
+                stacklevel=3,
+            )
+        return model
+
+    @classmethod
+    def _from_r(
+        cls: type[_M],
+        out: dict[str, Any],
+        spec: Any,
+        data: pd.DataFrame,
+        conditions: Sequence[str] = (),
+    ) -> _M:
+        """Build the model from the fit's output; ``conditions`` are the R warnings and
+        messages of the fit, kept in ``messages`` after lme4's own convergence messages.
+        The model records the levels of the fixed-effect factors (checked by ``predict``)."""
+        results = cls._results(out, spec, shared_results(out, spec, data, conditions))
+        model = cls(results, spec, data, out["model"])
+        levels = out["fixed_levels"]
+        model._fixed_levels = (
+            {k: strings(v) for k, v in levels.items()} if isinstance(levels, dict) else {}
+        )
+        return model
+
+    def _mermod(self) -> Any:
+        """Return the R handle, refitting first when it is gone (after unpickling or a
+        deep copy); the refit must reproduce the stored log-likelihood and theta."""
+        if self._handle is None:
+            spec = self._spec
+            base = dataclasses.replace(spec, steps=())
+            rebuilt = type(self)._fit(base, self.data)
+            for step in spec.steps:
+                rebuilt = rebuilt._step(step)
+            self._check_restored(rebuilt.results)
+            self._handle = rebuilt._handle
+        return self._handle
+
+    def _check_restored(self, new: Any) -> None:
+        """Raise when a refit of a restored model does not reproduce the stored fit
+        (other data, or another R / lme4 / BLAS whose optimum lies elsewhere)."""
+        old = self.results
+        same_ll = np.isclose(new.loglik, old.loglik, rtol=1e-7, atol=1e-8)
+        same_theta = new.theta.shape == old.theta.shape and np.allclose(
+            new.theta.to_numpy(dtype=float), old.theta.to_numpy(dtype=float), atol=1e-5
+        )
+        if not (same_ll and same_theta):
+            raise RError(
+                "the restored model does not reproduce its stored fit: log-likelihood "
+                f"{new.loglik!r} vs stored {old.loglik!r}, theta {list(new.theta)} vs stored "
+                f"{list(old.theta)} (different data, or another R/lme4/BLAS); fit it "
+                "again instead"
+            )
+
+    def _step(self: _M, step: tuple[Any, ...]) -> _M:
+        """Apply a refit step (``("refit", newresp)``, ``("refit_ml",)``, ...)."""
+        out, conditions = _r.call_with_conditions(
+            self._R_STEPS[step[0]], self._mermod(), *step[1:], stacklevel=3
+        )
+        spec = dataclasses.replace(self._spec, steps=(*self._spec.steps, step))
+        return type(self)._from_r(out, spec, self.data, conditions)
+
+    # ------------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __deepcopy__(self: _M, memo: dict[int, Any]) -> _M:
+        # the copy gets its own R object: refitted (and checked) on first use
+        new = type(self).__new__(type(self))
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return new
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def formula(self) -> str:
+        """The model formula."""
+        return self._spec.formula
+
+    @property
+    def contrasts(self) -> dict[str, str]:
+        """The contrast codings given at fit time (column -> coding name)."""
+        return dict(self._spec.contrasts)
+
+    @property
+    def fixef_wald(self) -> pd.DataFrame:
+        """Fixed effects with lme4's Wald columns (``estimate``, ``std_error``, and
+        ``t_value``, or ``z_value`` and ``p_value`` for a GLMM)."""
+        return self.results.fixef.copy()
+
+    @property
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects (the model kind's own table; see the class docstring)."""
+        return self.fixef_wald
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "results":
+            raise AttributeError(name)
+        if name in self._FORWARDED:
+            return getattr(self.results, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self._FORWARDED})
+
+    # ------------------------------------------------------------------ display
+
+    @abstractmethod
+    def summary(self, *, pvalues: bool = True) -> str:
+        """Return the summary text, laid out like R's."""
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    # ------------------------------------------------------------------ prediction
+
+    def _predict(
+        self,
+        newdata: pd.DataFrame | None,
+        *,
+        include_random: bool,
+        allow_new_levels: bool,
+        fitted_is_answer: bool,
+        **r_args: Any,
+    ) -> pd.Series:
+        """Predictions by the model's R helper, aligned with ``newdata``'s index (the
+        data's when None; NaN on rows lme4 dropped).  ``fitted_is_answer``: the stored
+        fitted values are the prediction asked for on the fitted data."""
+        if newdata is None:
+            if fitted_is_answer:
+                return self.results.fitted.rename(None)
+            values = _r.call(
+                self._R_PREDICT,
+                self._mermod(),
+                None,
+                include_random=include_random,
+                stacklevel=3,
+                **r_args,
+            )
+            full = self.results.fitted.copy()
+            full[full.notna()] = np.atleast_1d(values)
+            return full.rename(None)
+        newdata = as_pandas(newdata, "newdata")
+        self._check_fixed_levels(newdata)
+        values = _r.call(
+            self._R_PREDICT,
+            self._mermod(),
+            _r.bind(self._encode(newdata)),
+            include_random=include_random,
+            allow_new_levels=allow_new_levels,
+            stacklevel=3,
+            **r_args,
+        )
+        return pd.Series(np.atleast_1d(np.asarray(values, dtype=float)), index=newdata.index)
+
+    def _encode(self, newdata: pd.DataFrame) -> pd.DataFrame:
+        """The columns of ``newdata`` the model uses, group values as the fit's labels."""
+        levels = self._spec.levels
+        if levels is None:
+            return newdata
+        fresh = GroupLevels(levels.columns)  # new values must not extend the model's map
+        return fresh.encode(model_frame(newdata, self.data.columns, "newdata"))
+
+    def _check_fixed_levels(self, newdata: pd.DataFrame) -> None:
+        for column, levels in self._fixed_levels.items():
+            if column not in newdata.columns:
+                continue
+            seen = pd.Series(newdata[column]).dropna().astype(str).unique()
+            new = sorted(set(seen) - set(levels))
+            if new:
+                raise DataError(
+                    f"column {column!r} of newdata has level(s) not seen in training: "
+                    f"{', '.join(map(repr, new))} (known: {', '.join(map(repr, levels))})"
+                )
+
+    # ------------------------------------------------------------------ refits, simulation
+
+    def refit(self: _M, newresp: Any) -> _M:
+        """Refit the same model to a new response without rebuilding it (lme4's ``refit``).
+
+        Parameters
+        ----------
+        newresp : array-like, pandas.Series or pandas.DataFrame
+            One value per used observation (``nobs``) or per row of the fitted data (a
+            Series is aligned on the data's index; dropped rows are skipped).  For a
+            ``cbind(successes, failures)`` binomial response, an array of shape
+            ``(n, 2)`` or a two-column DataFrame.
+
+        Returns
+        -------
+        LmerModel or GlmerModel
+            A new fitted model of the same kind (its ``data`` still holds the original
+            response).
+
+        Raises
+        ------
+        DataError
+            A response of the wrong length or shape.
+
+        Examples
+        --------
+        >>> m = pylmer.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)  # doctest: +SKIP
+        >>> m2 = m.refit(m.simulate(seed=1)["sim_1"])  # doctest: +SKIP
+        """
+        used = self.results.fitted.notna().to_numpy()
+        if isinstance(newresp, pd.Series) and len(newresp) == len(self.data):
+            newresp = newresp.reindex(self.data.index)
+        values = np.asarray(newresp, dtype=float)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if len(values) == len(self.data) and len(self.data) != self.results.nobs:
+            values = values[used]
+        ndims = (1, 2) if self._MATRIX_RESPONSE else (1,)
+        if values.ndim not in ndims or len(values) != self.results.nobs:
+            raise DataError(
+                f"newresp has {len(values)} values; the model has {self.results.nobs} "
+                f"observations ({len(self.data)} rows in its data)"
+            )
+        arg = pd.DataFrame(values) if values.ndim == 2 else values
+        return self._step(("refit", arg))
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``).
+
+        Parameters
+        ----------
+        nsim : int
+            Number of simulated responses.
+        seed : int, optional
+            Seed of R's generator (``set.seed``): the draws of plain R's
+            ``simulate(m, nsim, seed)``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_<nsim>``, indexed by the used rows of the data;
+            for a GLMM, counts of successes for a ``cbind`` response, 0/1 for a factor
+            response (1 = not the first level), otherwise values on the response's scale.
+
+        Examples
+        --------
+        >>> sims = m.simulate(nsim=10, seed=1)  # doctest: +SKIP
+        """
+        sims = _r.call(
+            self._R_SIMULATE,
+            self._mermod(),
+            nsim=int(nsim),
+            seed=None if seed is None else int(seed),
+            stacklevel=2,
+        )
+        sims.index = self.results.fitted.index[self.results.fitted.notna().to_numpy()]
+        return sims
+
+    # ------------------------------------------------------------------ intervals
+
+    def confint(
+        self,
+        method: Literal["wald", "profile", "boot"] = "wald",
+        level: float = 0.95,
+        *,
+        parm: str | Sequence[str] | None = None,
+        nsim: int = 500,
+        seed: int | None = None,
+        boot_type: Literal["perc", "basic", "norm"] = "perc",
+        maxpts: int | None = None,
+        delta: float | None = None,
+        delta_cutoff: float | None = None,
+        n_jobs: int | None = None,
+    ) -> pd.DataFrame:
+        """Confidence intervals with lme4's ``confint`` (rows as R names them).
+
+        Parameters
+        ----------
+        method : {"wald", "profile", "boot"}
+            Wald intervals (fixed effects only; variance parameters are NaN), likelihood
+            profile, or parametric bootstrap.
+        level : float
+            Confidence level.
+        parm : str or list of str, optional
+            The parameters (``confint``'s ``parm``): row names such as ``".sig01"`` or
+            ``"Days"``, or ``"theta_"`` (variance parameters) / ``"beta_"`` (fixed effects).
+        nsim : int
+            Bootstrap replicates (``method="boot"``).
+        seed : int, optional
+            Seed of R's random generator (``method="boot"``).
+        boot_type : {"perc", "basic", "norm"}
+            Bootstrap interval type (``boot.type``).
+        maxpts, delta, delta_cutoff : optional
+            Profile options (``method="profile"``; lme4's ``profile`` arguments ``maxpts``,
+            ``delta``, ``delta.cutoff``).
+        n_jobs : int, optional
+            Worker processes for the bootstrap refits (``method="boot"``; joblib's
+            ``n_jobs``, Dask under ``joblib.parallel_config(backend="dask")``); the same
+            ``seed`` gives the intervals of plain R's ``confint(m, method = "boot")``
+            whatever ``n_jobs`` is (see :func:`pylmer.bootstrap`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter (``.sig01``, ..., ``.sigma``, then fixed effects);
+            columns named like R's (``"2.5 %"``, ``"97.5 %"``).
+
+        Raises
+        ------
+        InvalidArgumentError
+            An argument of the wrong type or value, or a profile/bootstrap option with
+            another method (the message names it).
+        """
+        methods = {"wald": "Wald", "profile": "profile", "boot": "boot"}
+        if method not in methods:
+            raise bad_argument("method", f"must be one of {list(methods)}, not {method!r}")
+        if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float)):
+            raise bad_argument("level", f"must be a number between 0 and 1, not {level!r}")
+        if not 0 < level < 1:
+            raise bad_argument("level", f"must be between 0 and 1, not {level}")
+        if boot_type not in ("perc", "basic", "norm"):
+            raise bad_argument("boot_type", f"must be 'perc', 'basic' or 'norm', not {boot_type!r}")
+        if parm is not None:
+            parm = [parm] if isinstance(parm, str) else list(parm)
+            if not parm or not all(isinstance(p, str) for p in parm):
+                raise bad_argument("parm", f"must be a name or a list of names, not {parm!r}")
+        profile = {"maxpts": maxpts, "delta": delta, "delta.cutoff": delta_cutoff}
+        for name, value in profile.items():
+            if value is None:
+                continue
+            arg = name.replace(".", "_")
+            if method != "profile":
+                raise bad_argument(arg, f"is a profile option; method is {method!r}")
+            check_number(arg, value)
+            if value <= 0 or (name == "maxpts" and int(value) != value):
+                raise bad_argument(
+                    arg, f"must be a positive {'integer' if arg == 'maxpts' else 'number'}"
+                )
+        for name, value in (("nsim", nsim), ("seed", seed)):
+            if value is not None and (
+                isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+            ):
+                raise bad_argument(name, f"must be an integer, not {value!r}")
+        if nsim < 1:
+            raise bad_argument("nsim", f"must be >= 1, not {nsim}")
+        if method == "boot" and (n_jobs is not None or not self._BOOT_IN_R):
+            from ..parallel import bootstrap_confint
+
+            ci = bootstrap_confint(
+                self, level, nsim=nsim, seed=seed, n_jobs=n_jobs, boot_type=boot_type
+            )
+            if parm is None:
+                return ci
+            fixed = set(self.results.fixef.index)
+            keep = [
+                r
+                for r in ci.index
+                if r in parm
+                or ("beta_" in parm and r in fixed)
+                or ("theta_" in parm and r not in fixed)
+            ]
+            return ci.loc[keep]
+        return _r.call(
+            ".pylmer_lmer_confint",
+            self._mermod(),
+            method=methods[method],
+            level=float(level),
+            nsim=int(nsim),
+            seed=None if seed is None else int(seed),
+            parm=parm,
+            boot_type=boot_type,
+            profile_args={
+                k: (int(v) if k == "maxpts" else float(v))
+                for k, v in profile.items()
+                if v is not None
+            }
+            or None,
+            stacklevel=2,
+        )
+
+    # ------------------------------------------------------------------ R script
+
+    def to_r_script(self, path: str | os.PathLike[str]) -> Path:
+        """Write the data (CSV, full precision) and an R script that refits this model.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The script's path (``.R``); the data go beside it with the suffix ``.csv``.
+
+        Returns
+        -------
+        pathlib.Path
+            The script's path. Run it with ``Rscript <path>`` from its directory.
+
+        Examples
+        --------
+        >>> m.to_r_script("out/sleep.R")  # doctest: +SKIP
+        PosixPath('out/sleep.R')
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spec = self._spec
+        if spec.steps:
+            raise NotImplementedError("to_r_script() supports a fit, not a refit")
+        written = _r.call(
+            self._R_WRITE_SCRIPT,
+            _r.bind(self._encode(self.data)),
+            str(path.parent),
+            path.stem,
+            spec.formula,
+            stacklevel=2,
+            **self._r_args(spec),
+        )
+        return Path(written)
+
+
+def shared_results(
+    out: dict[str, Any], spec: Any, data: pd.DataFrame, conditions: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The fields every lme4 fit's results have (:class:`~pylmer.results.LmerResults`,
+    :class:`~pylmer.results.GlmerResults`), from the output of an R fit helper
+    (``.pylmer_lmer_extract``'s list).
+
+    Random-effects tables are indexed by the groups' original Python values, fitted
+    values and residuals aligned to ``data``'s index (NaN on rows lme4 dropped).
+    """
+    rows = np.atleast_1d(np.asarray(out["rows"], dtype=np.int64)) - 1
+
+    def aligned(values: Any) -> pd.Series:
+        full = np.full(len(data), np.nan)
+        full[rows] = np.atleast_1d(values)
+        return pd.Series(full, index=data.index)
+
+    fixef = out["fixef"]
+    if not isinstance(fixef.index, pd.Index) or fixef.index.dtype != object:
+        fixef.index = pd.Index([str(i) for i in fixef.index])
+    levels = spec.levels if spec.levels is not None else GroupLevels()
+
+    def by_value(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        # index the tables by the groups' original Python values
+        for group, table in tables.items():
+            table.index = levels.decode_index(group, table.index)
+        return dict(tables)
+
+    return {
+        "formula": spec.formula,
+        "fixef": fixef,
+        "ranef": by_value(out["ranef"]),
+        "ranef_sd": by_value(out["ranef_sd"]),
+        "coef": by_value(out["coef"]),
+        "varcorr": out["varcorr"],
+        "sigma": float(out["sigma"]),
+        "theta": _series(out["theta"]),
+        "loglik": float(out["loglik"]),
+        "npar": int(out["df"]),
+        "aic": float(out["aic"]),
+        "bic": float(out["bic"]),
+        "deviance": float(out["deviance"]),
+        "nobs": int(out["nobs"]),
+        "ngrps": _series(out["ngrps"]).astype(np.int64),
+        "vcov": _matrix(out["vcov"], fixef.index),
+        "fitted": aligned(out["fitted"]),
+        "residuals": aligned(out["residuals"]),
+        "scaled_residuals": np.atleast_1d(np.asarray(out["scaled_residuals"], dtype=float)),
+        "is_singular": bool(out["is_singular"]),
+        "converged": bool(out["converged"]),
+        "messages": tuple(dict.fromkeys([*strings(out["messages"]), *map(str, conditions)])),
+        "optimizer": str(out["optimizer"]),
+    }
+
+
+def _series(value: Any) -> pd.Series:
+    if isinstance(value, pd.Series):
+        return value
+    if value is None:
+        return pd.Series(dtype=float)
+    return pd.Series(np.atleast_1d(value))
+
+
+def _matrix(value: Any, names: pd.Index) -> pd.DataFrame:
+    if isinstance(value, pd.DataFrame):
+        return value
+    arr = np.atleast_2d(np.asarray(value, dtype=float)).reshape(len(names), len(names))
+    return pd.DataFrame(arr, index=names, columns=names)
+
+
+def strings(value: Any) -> list[str]:
+    """An R character vector (None, a scalar or a vector) as a list of str."""
+    if value is None:
+        return []
+    return [str(v) for v in np.atleast_1d(np.asarray(value, dtype=object))]
