@@ -29,8 +29,8 @@ CACHE = Path(os.environ.get("PYLMER_REFCACHE", ROOT / "tests" / ".refcache"))
 
 _FINGERPRINT_R = r"""
 pk <- c("lme4", "Matrix", "lmerTest", "emmeans", "pbkrtest", "performance", "merTools",
-        "optimx", "dfoptim", "jsonlite", "numDeriv", "MASS", "statmod", "broom.mixed",
-        "reformulas", "minqa", "nloptr")
+        "glmmTMB", "TMB", "optimx", "dfoptim", "jsonlite", "numDeriv", "MASS", "statmod",
+        "broom.mixed", "reformulas", "minqa", "nloptr")
 v <- vapply(pk, function(p) tryCatch(as.character(utils::packageVersion(p)),
                                       error = function(e) "none"), "")
 si <- utils::sessionInfo()
@@ -49,8 +49,14 @@ def fingerprint() -> str:
     return out.stdout + "\n" + os.uname().machine + " " + os.uname().sysname
 
 
+def _path(script: str) -> Path:
+    """A reference script lives under tests/ (or, for the older ones, r_scripts/)."""
+    here = ROOT / "tests" / script
+    return here if here.exists() else SCRIPTS / script
+
+
 def _key(script: str) -> str:
-    text = (SCRIPTS / script).read_bytes()
+    text = _path(script).read_bytes()
     digest = hashlib.sha256(fingerprint().encode() + b"\0" + text).hexdigest()
     return digest[:16]
 
@@ -64,12 +70,13 @@ def directory(script: str) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{Path(script).stem}-", dir=CACHE))
     proc = subprocess.run(
-        ["Rscript", str(SCRIPTS / script), str(tmp)], capture_output=True, text=True, cwd=ROOT
+        ["Rscript", str(_path(script)), str(tmp)], capture_output=True, text=True, cwd=ROOT
     )
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(
-            f"Rscript r_scripts/{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+            f"Rscript {_path(script).relative_to(ROOT)} failed ({proc.returncode}):\n"
+            + proc.stderr[-3000:]
         )
     (tmp / ".complete").write_text(fingerprint())
     shutil.rmtree(target, ignore_errors=True)
