@@ -4,10 +4,15 @@ Every error pylmer raises on purpose is a :class:`PylmerError`; the subclasses s
 what went wrong (bad data, bad formula, an error inside R).  R's warnings come back
 as Python warnings: convergence problems as :class:`LmerConvergenceWarning`
 (a subclass of scikit-learn's ``ConvergenceWarning``), singular fits as
-:class:`SingularFitWarning`, everything else as :class:`RWarning`.
+:class:`SingularFitWarning`, everything else as :class:`RWarning`.  Every warning is a
+:class:`PylmerWarning` and, issued through :func:`warn`, points at the user's line.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+import warnings
 
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
@@ -15,17 +20,39 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 __all__ = [
     "DataError",
     "DataWarning",
+    "DroppedRowsWarning",
     "FormulaError",
     "InvalidArgumentError",
     "LmerConvergenceWarning",
+    "MixedMLConvergenceWarning",
+    "NewLevelsWarning",
     "NotFittedError",
     "PylmerError",
+    "PylmerWarning",
     "RError",
     "RMessage",
     "RNotAvailableError",
     "RWarning",
     "SingularFitWarning",
+    "warn",
 ]
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Issue a warning reported at the first frame outside pylmer (the user's line).
+
+    Python 3.11's ``warnings.warn`` has no ``skip_file_prefixes``: the frames inside the
+    package are counted here instead of a fixed ``stacklevel`` that breaks whenever a
+    call path gains or loses a frame.
+    """
+    frame = sys._getframe(1)
+    level = 2  # stacklevel 2 is warn()'s caller
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class PylmerError(Exception):
@@ -68,15 +95,32 @@ class NotFittedError(PylmerError, _SklearnNotFittedError):
     rebuilt.  Also scikit-learn's ``NotFittedError`` (a ValueError and AttributeError)."""
 
 
-class RWarning(UserWarning):
+class PylmerWarning(UserWarning):
+    """Base class of every warning pylmer issues."""
+
+
+class RWarning(PylmerWarning):
     """A warning issued by R that pylmer has no more specific class for."""
 
 
-class DataWarning(UserWarning):
+class DataWarning(PylmerWarning):
     """The data can be used but look like a mistake (text that reads as numbers, ...)."""
 
 
-class RMessage(UserWarning):
+class DroppedRowsWarning(DataWarning):
+    """Rows with missing values in the model's columns were left out of the fit."""
+
+
+class NewLevelsWarning(PylmerWarning):
+    """``predict`` met group levels the model never saw: they get the population-level
+    (fixed-part) prediction.  Pass ``allow_new_levels=True`` to say that is intended."""
+
+
+class MixedMLConvergenceWarning(ConvergenceWarning, PylmerWarning):
+    """MixedML's EM loop stopped at ``max_iter`` before a stopping rule held."""
+
+
+class RMessage(PylmerWarning):
     """A message R printed (``message()``), re-issued as a warning instead of printed."""
 
 

@@ -4,9 +4,11 @@
   driver), testable without R;
 * :mod:`.lme4_step` -- the random-effects step with lme4 (the residual model);
 * :mod:`.labels` -- grouping values <-> R factor levels;
-* :mod:`.estimator` -- :class:`MixedMLRegressor`;
 * :mod:`.glmm_step` -- the glmer random-effects step (binary and count targets);
-* :mod:`.classifier` -- :class:`MixedMLClassifier` (and ``family="poisson"``).
+* :mod:`.base` -- :class:`~.base.MixedMLBase`: parameters, checks, the EM-running fit
+  and predict plumbing, shared by
+* :mod:`.estimator` -- :class:`MixedMLRegressor` (Gaussian, or Poisson counts) and
+* :mod:`.classifier` -- :class:`MixedMLClassifier` (binary outcomes).
 """
 
 from __future__ import annotations

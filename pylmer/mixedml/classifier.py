@@ -1,358 +1,37 @@
-"""MixedMLClassifier, and MixedML for counts: random effects on top of any regressor,
-for binary and Poisson outcomes.
+"""MixedMLClassifier: random effects on top of any regressor, for binary outcomes.
 
-The model (logit link for binary outcomes, log link for counts):
+The model (logit link):
 
-.. math:: g(E[y \\mid b]) = f(X) + X_r\\gamma + Zb, \\qquad b \\sim N(0, G)
+.. math:: \\operatorname{logit} P(y = 1 \\mid b) = f(X) + X_r\\gamma + Zb,
+          \\qquad b \\sim N(0, G)
 
-The estimator (any scikit-learn *regressor*) learns the fixed part :math:`f` on the link
+The estimator (any scikit-learn *regressor*) learns the fixed part :math:`f` on the logit
 scale from the IRLS working response; lme4's ``glmer`` fits the random part with that
-fixed part as an offset; the two alternate in the EM engine of the Gaussian MixedML
-(:func:`pylmer.mixedml.engine.run`) until its stopping rule holds.  The step and why it
-converges are described in :mod:`pylmer.mixedml.glmm_step`.
-
-:func:`fit_glmm` and :func:`predict_link` hold the whole fit and prediction; they serve
-both :class:`MixedMLClassifier` and ``MixedMLRegressor(family="poisson")``.
+fixed part as an offset; the two alternate in MixedML's EM engine
+(:func:`pylmer.mixedml.engine.run`, driven by :class:`pylmer.mixedml.base.MixedMLBase`)
+until its stopping rule holds.  The step and why it converges are described in
+:mod:`pylmer.mixedml.glmm_step`; counts are ``MixedMLRegressor(family="poisson")``,
+through the same step.
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, is_classifier
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import Interval
 
-from ..errors import (
-    DataError,
-    InvalidArgumentError,
-    NotFittedError,
-    PylmerError,
-    SingularFitWarning,
-)
-from ..r import session as _r
-from . import engine
-from .estimator import MixedMLRegressor
-from .glmm_step import (
-    FAMILIES,
-    GlmmStep,
-    WeightedEstimatorStep,
-    empirical_bayes_glmm,
-    inverse_link,
-)
-from .labels import GroupCoding
-from .lme4_step import ResidualModel
-from .threads import r_blas_single_threaded
+from ..errors import DataError
+from .base import MixedMLBase, RandomPart, column_name
+from .glmm_step import GlmmPart, inverse_link
 
-__all__ = [
-    "MixedMLClassifier",
-    "fit_glmm",
-    "fit_glmm_regressor",
-    "predict_glmm_regressor",
-    "predict_link",
-]
-
-#: fitted attributes of a GLMM fit (cleared before every fit)
-GLMM_FITTED = (
-    "estimator_",
-    "glmer_",
-    "ranef_",
-    "ranef_sd_",
-    "varcorr_",
-    "n_iter_",
-    "converged_",
-    "stop_reason_",
-    "history_",
-    "residual_formula_",
-    "residuals_used_",
-    "family_",
-    "features_",
-    "n_targets_",
-)
+__all__ = ["MixedMLClassifier"]
 
 
-def _column_name(y: Any) -> str:
-    name = getattr(y, "name", None)
-    return f"y ({name!r})" if name is not None else "y"
-
-
-def count_outcome(y: Any, n: int) -> np.ndarray:
-    """Counts for the Poisson family: finite, non-negative, one per row (DataError)."""
-    what = _column_name(y)
-    Y = MixedMLRegressor._outcome(y, n, what=what)
-    if Y.shape[1] != 1:
-        raise DataError(f"{what} must be one column of counts, not {Y.shape[1]}")
-    Y = Y[:, 0]
-    bad = np.flatnonzero(Y < 0)
-    if bad.size:
-        raise DataError(
-            f"the poisson outcome {what} has negative counts: {bad.size} row(s), e.g. "
-            f"row {bad[0]} with {Y[bad[0]]:g}"
-        )
-    return Y
-
-
-# ---------------------------------------------------------------------------- fit
-
-
-def fit_glmm(est: Any, X: Any, Y: np.ndarray, family: str, y_name: str = "y") -> dict[str, Any]:
-    """Run the EM loop for a binomial (``Y`` 0/1) or Poisson outcome.
-
-    ``est`` is the MixedML estimator (its parameters are read); returns the fitted
-    attributes.
-    """
-    MixedMLRegressor._validate_params(est)
-    X = MixedMLRegressor._check_frame(X)
-    if len(X) == 0:
-        raise DataError("X has no rows")
-    spec = ResidualModel.parse(est.random_effects)
-    features = (
-        list(est.features)
-        if est.features is not None
-        else [c for c in X.columns if c not in spec.groups]
-    )
-    MixedMLRegressor._check_columns(est, X, spec, features)
-    if not features:
-        raise DataError("no feature columns left for the estimator; pass features=")
-    base = est._base_estimator()
-    if is_classifier(base):
-        raise InvalidArgumentError(
-            f"estimator must be a regressor: it learns the fixed part on the "
-            f"{FAMILIES[family]} scale from a working response; got the classifier "
-            f"{type(base).__name__} (use its regressor counterpart, e.g. "
-            "RandomForestRegressor)"
-        )
-    coding = GroupCoding(X[spec.groups])
-    frame = coding.encode(X[spec.vars])
-    data = _r.bind(frame)
-    residuals = est._resolve_residuals(base)
-    if residuals == "oob":
-        from sklearn.base import clone
-
-        base = clone(base).set_params(oob_score=True)
-    step = GlmmStep(data, Y, spec, family, nagq=int(getattr(est, "nagq", 1)))
-    fixed_step = WeightedEstimatorStep(
-        base,
-        X[features],
-        weights=lambda: step.weights,
-        residuals=residuals,
-        groups=frame[spec.groups[0]].cat.codes,
-        cv=est.cv,
-    )
-    rule = engine.StoppingRule(tol=float(est.tol))
-    rows: list[dict[str, Any]] = []
-
-    def callback(state: engine.EMState, record: dict[str, Any]) -> None:
-        rows.append(_history_row(state, record, Y, family))
-        if est.verbose:
-            print(
-                f"MixedML iter {record['iteration']:3d} {record['kind']:<5} "
-                f"loglik {record['loglik']: .8g}  max|du| {record['max_delta_u']:.3g}  "
-                f"deviance/n {rows[-1]['train_deviance']:.4g}"
-            )
-
-    est.features_ = features  # _fixed_error reads it
-    try:
-        with r_blas_single_threaded():
-            result = engine.run(
-                Y[:, None],
-                fixed_step,
-                [step],
-                max_iter=int(est.max_iter),
-                rule=rule,
-                accelerate=bool(est.accelerate),
-                callback=callback,
-            )
-            final = result.state
-            estimator = engine.EstimatorStep.finalize(final.estimator)
-            fit = final.re[0]
-            out, conditions = _r.call_with_conditions(".mixedml_glmm_final", fit.handle)
-            terms = _r.call(".mixedml_glmm_terms", fit.handle)
-    except PylmerError as exc:
-        it = getattr(exc, "mixedml_iteration", None)
-        if it is not None and not str(exc).startswith("MixedML iteration"):
-            raise type(exc)(f"MixedML iteration {it}: {exc}") from exc
-        raise
-    except (ValueError, TypeError) as exc:
-        raise MixedMLRegressor._fixed_error(est, X, exc) from exc
-    finally:
-        est.__dict__.pop("features_", None)
-    terms["fixed"] = np.atleast_1d(np.asarray(terms["fixed"], dtype=float))
-    fixed = final.fixed[:, 0]
-    model = _glmer_model(out, conditions, frame, Y, fixed, family)
-    ranef = MixedMLRegressor._ranef(model.ranef, coding, spec)
-    ranef_sd = MixedMLRegressor._ranef(model.ranef_sd, coding, spec)
-    return {
-        "estimator_": estimator,
-        "glmer_": model,
-        "ranef_": ranef,
-        "ranef_sd_": ranef_sd,
-        "varcorr_": model.varcorr,
-        "n_iter_": result.n_iter,
-        "converged_": result.converged,
-        "stop_reason_": result.reason,
-        "history_": pd.DataFrame(rows).set_index("iteration"),
-        "residual_formula_": str(out["residual_formula"]),
-        "residuals_used_": residuals,
-        "family_": family,
-        "features_": features,
-        "n_targets_": 1,
-        "re_columns_": list(spec.vars),
-        "groups_": list(spec.groups),
-        "_spec": spec,
-        "_coding": coding,
-        "_terms": terms,
-        "_train_frame": frame,
-        "_train_y": Y,
-        "_train_offset": fixed + terms["fixed"],
-        "_singular": [bool(fit.singular)],
-        "_records": result.records,
-    }
-
-
-def _glmer_model(
-    out: dict[str, Any],
-    conditions: Any,
-    frame: pd.DataFrame,
-    Y: np.ndarray,
-    fixed: np.ndarray,
-    family: str,
-) -> Any:
-    """The final glmer fit as a GlmerModel (the loop's last fit, not refitted)."""
-    from ..models.glmer import GlmerModel, _GlmerSpec
-
-    data = frame.copy()
-    data[".pylmer_e"] = Y
-    data[".pylmer_f"] = fixed  # the offset the last glmer fit saw
-    spec = _GlmerSpec(
-        str(out["residual_formula"]), family, FAMILIES[family], 1, None, None, None, "omit"
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SingularFitWarning)
-        return GlmerModel._from_r(out, spec, data, conditions)
-
-
-def _history_row(
-    state: engine.EMState, record: dict[str, Any], Y: np.ndarray, family: str
-) -> dict[str, Any]:
-    fit = state.re[0]
-    row: dict[str, Any] = {
-        "iteration": record["iteration"],
-        "kind": record["kind"],
-        "accepted": record["accepted"],
-        "loglik": fit.loglik,
-    }
-    row.update(fit.variances)
-    row["delta_loglik"] = record["delta_loglik"]
-    row["max_delta_u"] = record["max_delta_u"]
-    row["step_length"] = record["step_length"]
-    mu = inverse_link(family, state.fixed[:, 0] + fit.contribution)
-    row["train_deviance"] = float(np.mean(unit_deviance(family, Y, mu)))
-    row["seconds_ml"] = record["seconds_ml"]
-    row["seconds_re"] = record["seconds_re"]
-    return row
-
-
-def unit_deviance(family: str, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Unit deviances (binomial: twice the log-loss of 0/1 outcomes)."""
-    if family == "binomial":
-        mu = np.clip(mu, 1e-15, 1 - 1e-15)
-        return -2 * (y * np.log(mu) + (1 - y) * np.log1p(-mu))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(y > 0, y * np.log(y / mu), 0.0)
-    return 2 * (term - (y - mu))
-
-
-def warn_fit(est: Any) -> None:
-    """Convergence and singular-fit warnings after a GLMM fit."""
-    if not est.converged_:
-        warnings.warn(
-            f"MixedML did not converge: it stopped at max_iter={est.max_iter} before a "
-            f"stopping rule held (tol={est.tol:g}); increase max_iter",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    if est._singular[0]:
-        warnings.warn(
-            "MixedML random-effects fit is singular: a variance is estimated at zero or a "
-            "correlation at +-1",
-            SingularFitWarning,
-            stacklevel=3,
-        )
-
-
-# ---------------------------------------------------------------------------- predict
-
-
-def predict_link(est: Any, X: Any, y: np.ndarray | None = None) -> np.ndarray:
-    """Linear predictor :math:`f(X) + X_r\\gamma + Zb` of a fitted GLMM MixedML model.
-
-    ``y`` (numeric, NaN where unobserved) updates the random effects by empirical Bayes
-    with the variance parameters fixed, from the training rows and the observed new rows.
-    """
-    X = MixedMLRegressor._check_frame(X)
-    MixedMLRegressor._check_columns(est, X, est._spec, est.features_)
-    if len(X) == 0:
-        return np.empty(0)
-    try:
-        fixed = np.asarray(est.estimator_.predict(X[est.features_]), dtype=float).reshape(-1)
-    except (ValueError, TypeError) as exc:
-        raise MixedMLRegressor._fixed_error(est, X, exc) from exc
-    target = est._coding.encode(X[est.re_columns_])
-    observed, yo, offset = est._train_frame, est._train_y, est._train_offset
-    with r_blas_single_threaded():
-        # X_r gamma from the final glmer fit (offset zero, no random effects)
-        xg = est.glmer_.predict(
-            target.assign(**{".pylmer_f": 0.0}), type="link", include_random=False
-        ).to_numpy(dtype=float)
-        if y is not None:
-            rows = np.isfinite(y) & X[est.groups_].notna().all(axis=1).to_numpy()
-            if rows.any():
-                observed = pd.concat([observed, target.loc[rows]], ignore_index=True).astype(
-                    {g: "object" for g in est.groups_}
-                )
-                yo = np.r_[yo, y[rows]]
-                offset = np.r_[offset, (fixed + xg)[rows]]
-        zb = empirical_bayes_glmm(est._spec, est._terms, est.family_, observed, yo, offset, target)
-    return fixed + xg + zb
-
-
-# ---------------------------------------------------------------------------- counts
-
-
-def fit_glmm_regressor(est: Any, X: Any, y: Any) -> Any:
-    """``MixedMLRegressor.fit`` for a non-Gaussian ``family`` (counts: ``"poisson"``)."""
-    for attr in GLMM_FITTED:
-        est.__dict__.pop(attr, None)
-    family = est.family
-    if family not in ("gaussian", "poisson"):
-        hint = "; for binary outcomes use MixedMLClassifier" if family == "binomial" else ""
-        raise InvalidArgumentError(f"family must be 'gaussian' or 'poisson', not {family!r}{hint}")
-    n = len(X) if hasattr(X, "__len__") else 0
-    Y = count_outcome(y, n)
-    fitted = fit_glmm(est, X, Y, family)
-    fitted["_y_is_2d"] = False
-    est.__dict__.update(fitted)
-    warn_fit(est)
-    return est
-
-
-def predict_glmm_regressor(est: Any, X: Any, y: Any = None) -> np.ndarray:
-    """``MixedMLRegressor.predict`` for a non-Gaussian ``family``: expected counts."""
-    obs = None
-    if y is not None:
-        obs = MixedMLRegressor._outcome(y, len(X), allow_nan=True)[:, 0]
-        if (obs[np.isfinite(obs)] < 0).any():
-            raise DataError("the observed counts y hold negative values")
-    return inverse_link(est.family_, predict_link(est, X, obs))
-
-
-# ---------------------------------------------------------------------------- classifier
-
-
-class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class MixedMLClassifier(ClassifierMixin, MixedMLBase):
     """Random effects on top of any scikit-learn regressor, for binary outcomes.
 
     A mixed logistic model whose fixed part is learnt by ``estimator`` on the logit
@@ -458,10 +137,17 @@ class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.nagq = nagq
         self.verbose = verbose
 
-    # the regressor's parameter checks and helpers, shared
-    _validate_params = MixedMLRegressor._validate_params
-    _base_estimator = MixedMLRegressor._base_estimator
-    _resolve_residuals = MixedMLRegressor._resolve_residuals
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **MixedMLBase._parameter_constraints,
+        "nagq": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def _family(self) -> RandomPart:
+        return GlmmPart("binomial", nagq=self.nagq)
+
+    def _encode_target(self, y: Any, n: int) -> tuple[np.ndarray, dict[str, Any]]:
+        classes, codes = self._labels(y, n)
+        return codes.astype(float)[:, None], {"classes_": classes}
 
     def fit(self, X: pd.DataFrame, y: Any) -> MixedMLClassifier:
         """Run the EM loop.
@@ -469,26 +155,28 @@ class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : DataFrame
-            Features, random-effects covariates and grouping columns.
+            Features, random-effects covariates and grouping columns (pandas, polars or
+            a pyarrow Table).
         y : array-like of shape (n,)
             Two classes (0/1, booleans or two labels); no missing values.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        DataError
+            ``y`` does not hold exactly two classes (named with its column), has missing
+            values or not one label per row; ``X`` lacks a column.
+        InvalidArgumentError
+            The estimator is a classifier, or a parameter is out of its range.
         """
-        for attr in (*GLMM_FITTED, "classes_"):
-            self.__dict__.pop(attr, None)
-        classes, codes = self._labels(y, X)
-        fitted = fit_glmm(self, X, codes.astype(float), "binomial")
-        fitted["classes_"] = classes
-        self.__dict__.update(fitted)
-        warn_fit(self)
-        return self
+        return super().fit(X, y)
 
     @staticmethod
-    def _labels(y: Any, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        what = _column_name(y)
+    def _labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        what = column_name(y)
         if isinstance(y, str):
             raise DataError(f"{what} must be one label per row, not a string")
         if isinstance(y, pd.DataFrame):
@@ -498,8 +186,7 @@ class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         arr = np.asarray(y)
         if arr.ndim != 1:
             raise DataError(f"{what} must be one label per row (1 dimension), not {arr.ndim}")
-        n = len(X) if hasattr(X, "__len__") else None
-        if n is not None and len(arr) != n:
+        if len(arr) != n:
             raise DataError(f"X has {n} rows but {what} has {len(arr)} values; give one per row")
         missing = pd.isna(arr)
         if missing.any():
@@ -517,12 +204,6 @@ class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 f"class(es): {shown}"
             )
         return classes, codes.reshape(-1)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "estimator_"):
-            raise NotFittedError(
-                "this MixedMLClassifier is not fitted yet; call fit(X, y) before predict"
-            )
 
     def _observed(self, y: Any, n: int) -> np.ndarray:
         """Observed labels as 1.0 (classes_[1]), 0.0, NaN where missing."""
@@ -546,8 +227,8 @@ class MixedMLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def decision_function(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
         """The linear predictor (log-odds of ``classes_[1]``); ``y`` as in predict_proba."""
         self._check_fitted()
-        obs = None if y is None else self._observed(y, len(X))
-        return predict_link(self, X, obs)
+        obs = None if y is None else self._observed(y, len(X))[:, None]
+        return self._predict_link(X, obs)[:, 0]
 
     def predict_proba(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
         """Class probabilities, given the random effects (conditional on :math:`b`).

@@ -63,9 +63,18 @@ from sklearn.utils.validation import has_fit_parameter
 from ..errors import InvalidArgumentError
 from ..r import session as _r
 from .engine import EstimatorStep, REFit, _Lazy
-from .lme4_step import ResidualModel, fitted_terms
+from .lme4_step import ResidualModel, fitted_terms, original_index
 
-__all__ = ["FAMILIES", "GlmmStep", "WeightedEstimatorStep", "empirical_bayes_glmm"]
+__all__ = [
+    "FAMILIES",
+    "FittedGlmm",
+    "GlmmPart",
+    "GlmmStep",
+    "WeightedEstimatorStep",
+    "empirical_bayes_glmm",
+    "inverse_link",
+    "unit_deviance",
+]
 
 #: the families MixedML supports, with their (canonical) links
 FAMILIES = {"binomial": "logit", "poisson": "log"}
@@ -292,3 +301,191 @@ def empirical_bayes_glmm(
         _r.bind(target),
     )
     return np.atleast_1d(np.asarray(out, dtype=float))
+
+
+def unit_deviance(family: str, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Unit deviances (binomial: twice the log-loss of 0/1 outcomes)."""
+    if family == "binomial":
+        mu = np.clip(mu, 1e-15, 1 - 1e-15)
+        return -2 * (y * np.log(mu) + (1 - y) * np.log1p(-mu))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(y > 0, y * np.log(y / mu), 0.0)
+    return 2 * (term - (y - mu))
+
+
+class GlmmPart:
+    """The binomial and Poisson families of MixedML: glmer with the estimator's fixed part
+    as an offset (one target).
+
+    Parameters
+    ----------
+    family : {"binomial", "poisson"}
+        The family (canonical link).
+    nagq : int, default=1
+        glmer's ``nAGQ``.
+    """
+
+    def __init__(self, family: str, nagq: int = 1):
+        if family not in FAMILIES:
+            raise InvalidArgumentError(f"family must be one of {sorted(FAMILIES)}, not {family!r}")
+        self.family = family
+        self.nagq = int(nagq)
+
+    def check_estimator(self, estimator: Any) -> None:
+        """The estimator fits a working response: it must be a regressor."""
+        from sklearn.base import is_classifier
+
+        if is_classifier(estimator):
+            raise InvalidArgumentError(
+                f"estimator must be a regressor: it learns the fixed part on the "
+                f"{FAMILIES[self.family]} scale from a working response; got the classifier "
+                f"{type(estimator).__name__} (use its regressor counterpart, e.g. "
+                "RandomForestRegressor)",
+                argument="estimator",
+            )
+
+    def steps(
+        self,
+        estimator: Any,
+        X: pd.DataFrame,
+        frame: pd.DataFrame,
+        Y: np.ndarray,
+        spec: ResidualModel,
+        *,
+        residuals: str,
+        cv: int,
+    ) -> tuple[EstimatorStep, list[GlmmStep]]:
+        """The weighted estimator step and the glmer step."""
+        step = GlmmStep(_r.bind(frame), Y[:, 0], spec, self.family, nagq=self.nagq)
+        fixed = WeightedEstimatorStep(
+            estimator,
+            X,
+            weights=lambda: step.weights,
+            residuals=residuals,
+            groups=frame[spec.groups[0]].cat.codes,
+            cv=cv,
+        )
+        return fixed, [step]
+
+    def history(self, state: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, float]]:
+        """Laplace log-likelihood and variances; the mean unit deviance."""
+        fit = state.re[0]
+        mu = inverse_link(self.family, state.fixed[:, 0] + fit.contribution)
+        deviance = float(np.mean(unit_deviance(self.family, Y[:, 0], mu)))
+        return {"loglik": fit.loglik, **fit.variances}, {"train_deviance": deviance}
+
+    def finish(
+        self, state: Any, frame: pd.DataFrame, spec: ResidualModel, Y: np.ndarray
+    ) -> FittedGlmm:
+        """The final glmer fit as a GlmerModel (the loop's last fit, not refitted)."""
+        import warnings
+
+        from ..errors import SingularFitWarning
+        from ..models.glmer import GlmerModel, _GlmerSpec
+
+        fit = state.re[0]
+        out, conditions = _r.call_with_conditions(".mixedml_glmm_final", fit.handle)
+        terms = _r.call(".mixedml_glmm_terms", fit.handle)
+        terms["fixed"] = np.atleast_1d(np.asarray(terms["fixed"], dtype=float))
+        fixed = state.fixed[:, 0]
+        data = frame.copy()
+        data[".pylmer_e"] = Y[:, 0]
+        data[".pylmer_f"] = fixed  # the offset the last glmer fit saw
+        gspec = _GlmerSpec(
+            str(out["residual_formula"]),
+            self.family,
+            FAMILIES[self.family],
+            1,
+            None,
+            None,
+            None,
+            "omit",
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SingularFitWarning)
+            model = GlmerModel._from_r(out, gspec, data, conditions)
+        return FittedGlmm(
+            spec,
+            self.family,
+            model,
+            terms,
+            frame,
+            Y[:, 0],
+            fixed + terms["fixed"],
+            [bool(fit.singular)],
+            str(out["residual_formula"]),
+        )
+
+
+class FittedGlmm:
+    """The fitted random part of a binomial or Poisson MixedML model.
+
+    Attributes
+    ----------
+    model : GlmerModel
+        The loop's last glmer fit (offset ``.pylmer_f``).
+    terms : dict
+        ``keys``, ``theta`` and ``fixed`` of that fit.
+    frame : DataFrame
+        The training rows' random-part columns (groups encoded).
+    y, offset : ndarray
+        The training outcomes and their fixed part ``f(X) + X_r gamma``.
+    formula : str
+        The glmer model of the random-effects step.
+    """
+
+    def __init__(
+        self,
+        spec: ResidualModel,
+        family: str,
+        model: Any,
+        terms: dict[str, Any],
+        frame: pd.DataFrame,
+        y: np.ndarray,
+        offset: np.ndarray,
+        singular: list[bool],
+        formula: str,
+    ):
+        self.spec = spec
+        self.family = family
+        self.formula = formula
+        self.model = model
+        self.terms = terms
+        self.frame = frame
+        self.y = y
+        self.offset = offset
+        self.singular = singular
+
+    def attributes(self, coding: Any) -> dict[str, Any]:
+        """``glmer_``, ``ranef_``, ``ranef_sd_``, ``varcorr_``, ``residual_formula_`` and
+        ``family_``."""
+        return {
+            "glmer_": self.model,
+            "ranef_": original_index(self.model.ranef, coding, self.spec),
+            "ranef_sd_": original_index(self.model.ranef_sd, coding, self.spec),
+            "varcorr_": self.model.varcorr,
+            "residual_formula_": self.formula,
+            "family_": self.family,
+        }
+
+    def link(
+        self, fixed: np.ndarray, target: pd.DataFrame, Y: np.ndarray | None, grouped: np.ndarray
+    ) -> np.ndarray:
+        """``f(X) + X_r gamma + Z b`` on the link scale, ``b`` updated from the observed
+        ``Y`` (shape (n, 1))."""
+        fixed = fixed[:, 0]
+        observed, yo, offset = self.frame, self.y, self.offset
+        # X_r gamma from the final glmer fit (offset zero, no random effects)
+        xg = self.model.predict(
+            target.assign(**{".pylmer_f": 0.0}), type="link", include_random=False
+        ).to_numpy(dtype=float)
+        if Y is not None:
+            rows = np.isfinite(Y[:, 0]) & grouped
+            if rows.any():
+                observed = pd.concat([observed, target.loc[rows]], ignore_index=True).astype(
+                    {g: "object" for g in self.spec.groups}
+                )
+                yo = np.r_[yo, Y[rows, 0]]
+                offset = np.r_[offset, (fixed + xg)[rows]]
+        zb = empirical_bayes_glmm(self.spec, self.terms, self.family, observed, yo, offset, target)
+        return (fixed + xg + zb)[:, None]

@@ -18,9 +18,16 @@ import numpy as np
 import pandas as pd
 
 from ..r import session as _r
-from .engine import REFit
+from .engine import EMState, EstimatorStep, REFit
 
-__all__ = ["LmerStep", "ResidualModel", "empirical_bayes"]
+__all__ = [
+    "FittedGaussian",
+    "GaussianPart",
+    "LmerStep",
+    "ResidualModel",
+    "empirical_bayes",
+    "original_index",
+]
 
 
 @dataclass(frozen=True)
@@ -167,3 +174,167 @@ def empirical_bayes(
         _r.bind(target),
     )
     return np.atleast_1d(np.asarray(out, dtype=float))
+
+
+def original_index(
+    tables: dict[str, pd.DataFrame], coding: Any, model: ResidualModel
+) -> dict[str, pd.DataFrame]:
+    """lme4's per-factor tables, indexed by the original grouping values.
+
+    A factor that combines columns (``b:a`` of a nested ``a/b``) gets a MultiIndex.
+    """
+    out = {}
+    for factor, df in tables.items():
+        df = df.copy()
+        df.index = coding.index(df.index, factor, model.factors.get(factor, [factor]))
+        out[factor] = df
+    return out
+
+
+class GaussianPart:
+    """The Gaussian family of MixedML: lme4 on the residuals, one model per target.
+
+    Parameters
+    ----------
+    reml : bool
+        REML instead of ML.
+    """
+
+    def __init__(self, reml: bool = False):
+        self.reml = bool(reml)
+
+    def check_estimator(self, estimator: Any) -> None:
+        """Any regressor will do."""
+
+    def steps(
+        self,
+        estimator: Any,
+        X: pd.DataFrame,
+        frame: pd.DataFrame,
+        Y: np.ndarray,
+        spec: ResidualModel,
+        *,
+        residuals: str,
+        cv: int,
+    ) -> tuple[EstimatorStep, list[LmerStep]]:
+        """The estimator step and one :class:`LmerStep` per target."""
+        from .threads import estimator_threads
+
+        data = _r.bind(frame)
+        fixed = EstimatorStep(
+            estimator,
+            X,
+            residuals=residuals,
+            groups=frame[spec.groups[0]].cat.codes,
+            cv=cv,
+            context=estimator_threads,
+        )
+        return fixed, [LmerStep(data, Y[:, j], spec, self.reml) for j in range(Y.shape[1])]
+
+    def history(self, state: EMState, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, float]]:
+        """Log-likelihood, sigma and variances per target (``[j]`` with several); train MSE."""
+        row: dict[str, Any] = {}
+        multi = len(state.re) > 1
+        for j, fit in enumerate(state.re):
+            sfx = f"[{j}]" if multi else ""
+            row[f"loglik{sfx}"] = fit.loglik
+            row[f"sigma{sfx}"] = fit.sigma
+            for name, value in fit.variances.items():
+                row[f"{name}{sfx}"] = value
+        mse = float(np.mean((Y - state.fixed - state.contribution) ** 2))
+        return row, {"train_mse": mse}
+
+    def finish(
+        self, state: EMState, frame: pd.DataFrame, spec: ResidualModel, Y: np.ndarray
+    ) -> FittedGaussian:
+        """The final state's lme4 fits as LmerModels (the loop's last fits)."""
+        import warnings
+
+        from ..errors import SingularFitWarning
+        from ..models.lmer import LmerModel, _Spec
+
+        models, terms = [], []
+        for j, fit in enumerate(state.re):
+            out, conditions = _r.call_with_conditions(".mixedml_final", fit.handle)
+            data = frame.copy()
+            data[".pylmer_e"] = Y[:, j] - state.fixed[:, j]  # what the last lme4 fit saw
+            lspec = _Spec(spec.formula, self.reml, None, None, "omit")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SingularFitWarning)
+                models.append(LmerModel._from_r(out, lspec, data, conditions))
+            t = _r.call(".mixedml_terms", fit.handle)
+            t["fixed"] = np.atleast_1d(np.asarray(t["fixed"], dtype=float))
+            terms.append(t)
+        resid = Y - state.fixed - np.column_stack([t["fixed"] for t in terms])
+        return FittedGaussian(
+            spec, models, terms, frame, resid, [bool(r.singular) for r in state.re]
+        )
+
+
+class FittedGaussian:
+    """The fitted random part of a Gaussian MixedML model.
+
+    Attributes
+    ----------
+    models : list of LmerModel
+        The loop's last lme4 fit of each target.
+    terms : list of dict
+        ``keys``, ``theta`` and ``fixed`` (``X_r gamma`` on the training rows) per target.
+    frame : DataFrame
+        The training rows' random-part columns (groups encoded).
+    resid : ndarray of shape (n, k)
+        ``y - f(X) - X_r gamma`` on the training rows.
+    singular : list of bool
+        Whether each target's fit is singular.
+    """
+
+    def __init__(
+        self,
+        spec: ResidualModel,
+        models: list[Any],
+        terms: list[dict[str, Any]],
+        frame: pd.DataFrame,
+        resid: np.ndarray,
+        singular: list[bool],
+    ):
+        self.spec = spec
+        self.models = models
+        self.terms = terms
+        self.frame = frame
+        self.resid = resid
+        self.singular = singular
+
+    def attributes(self, coding: Any) -> dict[str, Any]:
+        """``lmer_``, ``ranef_``, ``ranef_sd_``, ``varcorr_`` (lists with several targets),
+        ``residual_formula_`` and ``family_``."""
+        ranef = [original_index(m.ranef, coding, self.spec) for m in self.models]
+        ranef_sd = [original_index(m.ranef_sd, coding, self.spec) for m in self.models]
+        varcorr = [m.varcorr for m in self.models]
+        single = len(self.models) == 1
+        return {
+            "lmer_": self.models[0] if single else self.models,
+            "ranef_": ranef[0] if single else ranef,
+            "ranef_sd_": ranef_sd[0] if single else ranef_sd,
+            "varcorr_": varcorr[0] if single else varcorr,
+            "residual_formula_": self.spec.formula,
+            "family_": "gaussian",
+        }
+
+    def link(
+        self, fixed: np.ndarray, target: pd.DataFrame, Y: np.ndarray | None, grouped: np.ndarray
+    ) -> np.ndarray:
+        """``f(X) + X_r gamma + Z b``, ``b`` updated from the observed ``Y`` (shape (n, k))."""
+        out = np.empty((len(target), len(self.models)))
+        for j, model in enumerate(self.models):
+            xg = model.predict(target, include_random=False).to_numpy(dtype=float)
+            observed, resid = self.frame, self.resid[:, j]
+            if Y is not None:
+                rows = np.isfinite(Y[:, j]) & grouped
+                if rows.any():
+                    observed = pd.concat([observed, target.loc[rows]], ignore_index=True).astype(
+                        {g: "object" for g in self.spec.groups}
+                    )
+                    resid = np.r_[resid, (Y[:, j] - fixed[:, j] - xg)[rows]]
+            zb = empirical_bayes(self.spec, self.terms[j], observed, resid, target)
+            out[:, j] = fixed[:, j] + xg + zb
+        return out
