@@ -22,6 +22,7 @@ from .inference import emmeans
 from .mixedml import MixedMLClassifier, MixedMLRegressor
 from .models.glmer import GlmerModel, glmer
 from .models.lmer import LmerControl, LmerModel, anova, lmer
+from .models.nlmer import NlmerModel, nlmer
 from .parallel import LmerManyResults, bootstrap, lmer_many
 
 __version__ = "0.1.0"
@@ -64,6 +65,7 @@ __all__ = [
     "LmerRegressor",
     "MixedMLClassifier",
     "MixedMLRegressor",
+    "NlmerModel",
     "NotFittedError",
     "PylmerError",
     "RError",
@@ -79,5 +81,6 @@ __all__ = [
     "glmer",
     "lmer",
     "lmer_many",
+    "nlmer",
     "versions",
 ]

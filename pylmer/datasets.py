@@ -38,10 +38,19 @@ _NAMES = (
     "grouseticks",
     "sleepstudy",
 )
+#: data sets of other R packages: name -> package (nlmer's Orange; glmmTMB's count data)
+_OTHER = {
+    "Loblolly": "datasets",
+    "Orange": "datasets",
+    "Owls": "glmmTMB",
+    "Salamanders": "glmmTMB",
+}
+_NAMES = tuple(sorted((*_NAMES, *_OTHER)))
 
 
 def names() -> list[str]:
-    """Return the names of the data sets :func:`load` accepts (lme4's data sets)."""
+    """Return the names of the data sets :func:`load` accepts (lme4's data sets, R's
+    ``Orange`` and ``Loblolly``, glmmTMB's ``Salamanders`` and ``Owls``)."""
     return list(_NAMES)
 
 
@@ -70,5 +79,5 @@ def load(name: str) -> pd.DataFrame:
         raise InvalidArgumentError(
             f"unknown data set {name!r}{hint} (available: {', '.join(_NAMES)})"
         )
-    frame = _r.call(".pylmer_dataset", name, "lme4")
+    frame = _r.call(".pylmer_dataset", name, _OTHER.get(name, "lme4"))
     return frame.reset_index(drop=True)

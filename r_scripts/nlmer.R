@@ -131,6 +131,13 @@
   vars <- unique(c(all.vars(resp), intersect(all.vars(f[[2L]][[3L]]), names(data)),
                    all.vars(f[[3L]])))
   pars <- .pylmer_nlmer_params(f, data)
+  re_pars <- unique(unlist(lapply(.pylmer_findbars(f[[3L]]), function(b) all.vars(b[[2L]]))))
+  bad <- setdiff(re_pars, pars)
+  if (length(bad)) {
+    .pylmer_stop("formula", "the random part names ", .pylmer_quote(bad), ", which is not ",
+                 "a parameter of ", deparse(f[[2L]][[3L]]), " (parameters: ",
+                 .pylmer_quote(pars), ")")
+  }
   missing <- setdiff(setdiff(vars, pars), names(data))
   if (length(missing)) {
     .pylmer_stop("formula", "the formula names column(s) not in the data: ",
@@ -140,13 +147,6 @@
   env$data <- data
   environment(f) <- env
   start <- .pylmer_nlmer_start(start, f, data)
-  re_pars <- unique(unlist(lapply(.pylmer_findbars(f[[3L]]), function(b) all.vars(b[[2L]]))))
-  bad <- setdiff(re_pars, pars)
-  if (length(bad)) {
-    .pylmer_stop("formula", "the random part names ", .pylmer_quote(bad), ", which is not ",
-                 "a parameter of ", deparse(f[[2L]][[3L]]), " (parameters: ",
-                 .pylmer_quote(pars), ")")
-  }
   call <- .pylmer_nlmer_call(f, start, control, na_action)
   used <- intersect(vars, names(data))
   model <- tryCatch(eval(call, env), error = function(e) {
@@ -245,4 +245,18 @@
   path <- file.path(dir, paste0(stem, ".R"))
   writeLines(lines, path)
   path
+}
+
+# For the Python side: the names of the formula (the data columns among them cross to R)
+# and the grouping columns of its random part.
+.pylmer_nlmer_names <- function(formula) {
+  f <- tryCatch(stats::as.formula(formula), error = function(e) {
+    .pylmer_stop("formula", "cannot parse the formula '", formula, "': ", conditionMessage(e))
+  })
+  all.vars(f)
+}
+
+.pylmer_nlmer_groups <- function(formula) {
+  f <- stats::as.formula(formula)
+  unique(unlist(lapply(.pylmer_findbars(f[[3L]]), function(b) all.vars(b[[3L]]))))
 }
