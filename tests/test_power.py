@@ -1,5 +1,5 @@
 """pylmer.power / power_curve: the p-values of a plain-R loop (simulate once with the seed
-and newparams, refit, test) on this machine (r_scripts/reference_power.R), the same with
+and newparams, refit, test) on this machine (tests/reference_power.R), the same with
 worker processes and on a Dask cluster, and the designs of a power curve."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # plain-R power loop -- responses drawn once with simulate(m, nsim, seed, newparams), then
 # refit() and a test for each -- for lmer (Satterthwaite and Kenward-Roger t tests,
 # Satterthwaite F test of a term, likelihood-ratio test) and glmer (Wald z, LRT).
-# Usage: Rscript r_scripts/reference_power.R <output dir> (standalone: does nothing when
+# Usage: Rscript tests/reference_power.R <output dir> (standalone: does nothing when
 # sourced).
 
 .ref_power_main <- function(out) {
