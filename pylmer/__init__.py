@@ -24,6 +24,7 @@ from .models.glmer import GlmerModel, glmer
 from .models.lmer import LmerControl, LmerModel, anova, lmer
 from .models.nlmer import NlmerModel, nlmer
 from .parallel import LmerManyResults, bootstrap, lmer_many
+from .power import PowerResult, power, power_curve
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,7 @@ __all__ = [
     "MixedMLRegressor",
     "NlmerModel",
     "NotFittedError",
+    "PowerResult",
     "PylmerError",
     "RError",
     "RMessage",
@@ -82,5 +84,7 @@ __all__ = [
     "lmer",
     "lmer_many",
     "nlmer",
+    "power",
+    "power_curve",
     "versions",
 ]
