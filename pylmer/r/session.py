@@ -46,7 +46,7 @@ from ..errors import (
     SingularFitWarning,
 )
 
-__all__ = ["RObject", "bind", "call", "lock", "r_versions", "started"]
+__all__ = ["RObject", "bind", "call", "held", "lock", "r_versions", "started"]
 
 MIN_LME4 = (1, 1, 31)
 INSTALL_HINT = (
@@ -457,6 +457,28 @@ def call_with_conditions(
             raise RError(f"R error: {message}", r_message=message, call=out.get("call"))
         raise exc_class(message)
     return out["value"], conditions
+
+
+def held() -> dict[str, int]:
+    """Count what pylmer keeps alive in R for the handles and data references still in use.
+
+    ``objects``: R objects behind live :class:`RObject` handles (fitted models);
+    ``data``: data frames bound by live :class:`DataRef` s.  Both drop back once the
+    Python objects are gone (released at the next R call, or here).  Used by the soak
+    benchmark and the tests to show that nothing is left behind.
+
+    Returns
+    -------
+    dict
+        ``{"objects": int, "data": int}`` (zeros before R has started).
+    """
+    if not started():
+        return {"objects": 0, "data": 0}
+    with lock:
+        _ensure()
+        ri = _state["ri"]
+        n_data = int(ri.baseenv["length"](_state["store"])[0])
+        return {"objects": len(_objects), "data": n_data}
 
 
 def r_versions() -> dict[str, str | None]:
