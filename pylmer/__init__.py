@@ -21,6 +21,7 @@ from .estimators import GlmerClassifier, GlmerRegressor, LmerRegressor
 from .inference import emmeans
 from .mixedml import MixedMLClassifier, MixedMLRegressor
 from .models.glmer import GlmerModel, glmer
+from .models.glmmtmb import GlmmTMBModel, glmmtmb
 from .models.lmer import LmerControl, LmerModel, anova, lmer
 from .models.nlmer import NlmerModel, nlmer
 from .parallel import LmerManyResults, bootstrap, lmer_many
@@ -58,6 +59,7 @@ __all__ = [
     "GlmerClassifier",
     "GlmerModel",
     "GlmerRegressor",
+    "GlmmTMBModel",
     "InvalidArgumentError",
     "LmerControl",
     "LmerConvergenceWarning",
@@ -81,6 +83,7 @@ __all__ = [
     "datasets",
     "emmeans",
     "glmer",
+    "glmmtmb",
     "lmer",
     "lmer_many",
     "nlmer",
