@@ -21,10 +21,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from ..data.frames import GroupLevels
+from ..data.coding import GroupCoding
 from ..errors import InvalidArgumentError
 from ..inference import normalize_contrasts
-from ..results import GlmerResults, format_glmer_summary, glmer_html
+from ..results import GlmerResults, format_summary, to_html
 from ._base import MixedModel, prepare_data, row_values
 from .control import LmerControl, as_control
 
@@ -88,7 +88,7 @@ class _GlmerSpec:
     na_action: str
     contrasts: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[Any, ...], ...] = ()
-    levels: GroupLevels | None = None
+    levels: GroupCoding | None = None
 
 
 def glmer(
@@ -171,7 +171,7 @@ def glmer(
         row_values("offset", offset, len(frame)),
         na_action,
         contrasts=normalize_contrasts(contrasts),
-        levels=GroupLevels(groups),
+        levels=GroupCoding.from_frame(frame, groups),
     )
     return GlmerModel._fit(spec, frame)
 
@@ -295,7 +295,7 @@ class GlmerModel(MixedModel):
         >>> print(g.summary())  # doctest: +SKIP
         Generalized linear mixed model fit by maximum likelihood (Laplace Approximation) ...
         """
-        return format_glmer_summary(self.results, pvalues)
+        return format_summary(self.results, pvalues)
 
     def __repr__(self) -> str:
         return (
@@ -304,7 +304,7 @@ class GlmerModel(MixedModel):
         )
 
     def _repr_html_(self) -> str:
-        return glmer_html(self.results)
+        return to_html(self.results)
 
     # ------------------------------------------------------------------ prediction
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import inference
-from ..data.frames import GroupLevels
+from ..data.coding import GroupCoding
 from ..errors import InvalidArgumentError, RError
 from ..inference import normalize_contrasts, predict_interval
 from ..r import session as _r
@@ -40,8 +40,8 @@ class _Spec:
     #: contrast codings ((column, coding), ...) of lmer(contrasts=...)
     contrasts: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[Any, ...], ...] = ()
-    #: label <-> value mapping of the grouping columns (pylmer.data.frames.GroupLevels)
-    levels: GroupLevels | None = None
+    #: label <-> value coding of the grouping columns (pylmer.data.coding.GroupCoding)
+    levels: GroupCoding | None = None
 
 
 def lmer(
@@ -105,7 +105,7 @@ def lmer(
         row_values("weights", weights, len(frame)),
         na_action,
         contrasts=normalize_contrasts(contrasts),
-        levels=GroupLevels(groups),
+        levels=GroupCoding.from_frame(frame, groups),
     )
     return LmerModel._fit(spec, frame)
 
@@ -184,21 +184,53 @@ class LmerModel(MixedModel):
         """Whether the model was fitted by REML."""
         return self.results.reml
 
+    #: the Satterthwaite table is still to compute (on first fixef / summary / pickle)
+    _satterthwaite_pending: bool = False
+
+    @classmethod
+    def _from_r(cls, out: dict[str, Any], spec: Any, data: pd.DataFrame, conditions=()):
+        model = super()._from_r(out, spec, data, conditions)
+        model._satterthwaite_pending = bool(out.get("satterthwaite_deferred"))
+        return model
+
+    def _complete_satterthwaite(self) -> None:
+        """Compute the Satterthwaite table once, on first need (``results`` then has it;
+        R's notes about it join ``messages``)."""
+        if not self._satterthwaite_pending:
+            return
+        value, conditions = _r.call_with_conditions(
+            ".pylmer_lmer_satterthwaite", self._mermod(), stacklevel=4
+        )
+        res = self.results
+        self.results = dataclasses.replace(
+            res,
+            satterthwaite=_satterthwaite_table(value, res.fixef.index),
+            messages=tuple(dict.fromkeys([*res.messages, *conditions])),
+        )
+        self._satterthwaite_pending = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._complete_satterthwaite()  # a pickle holds every result: no R to read it
+        return super().__getstate__()
+
     @property
     def fixef(self) -> pd.DataFrame:
         """Fixed effects: ``estimate``, ``std_error``, ``t_value``, Satterthwaite ``df``
         and ``p_value``.
 
-        The Satterthwaite columns are computed with the fit by pylmer's own code from
-        lme4's deviance function (equal to lmerTest's to about 1e-6), so this table,
+        The Satterthwaite columns are computed by pylmer's own code from lme4's
+        deviance function (equal to lmerTest's to about 1e-6) on first access of
+        ``fixef``, :meth:`summary` or :meth:`satterthwaite`, then cached, so this table,
         :meth:`summary` and the CLI always agree.  They are absent only when the
         computation failed (the reason is in ``messages``).
         """
+        self._complete_satterthwaite()
         sat = self.results.satterthwaite
         return self.fixef_wald if sat is None else self.results.fixef.join(sat)
 
     def satterthwaite(self) -> pd.DataFrame | None:
         """Return the Satterthwaite ``df`` and ``p_value`` by term (None if unavailable)."""
+        self._complete_satterthwaite()
         sat = self.results.satterthwaite
         return None if sat is None else sat.copy()
 
@@ -220,13 +252,16 @@ class LmerModel(MixedModel):
         ...
         """
         check_bool("pvalues", pvalues)
-        return format_summary(self.results, None if pvalues else False)
+        if pvalues:
+            self._complete_satterthwaite()
+        return format_summary(self.results, pvalues)
 
     def __repr__(self) -> str:
         kind = "REML" if self.reml else "ML"
         return f"<LmerModel {self.formula!r} ({kind}, {self.results.nobs} obs)>"
 
     def _repr_html_(self) -> str:
+        self._complete_satterthwaite()
         return to_html(self.results)
 
     # ------------------------------------------------------------------ prediction
