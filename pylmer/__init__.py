@@ -22,6 +22,7 @@ from .inference import emmeans
 from .mixedml import MixedMLClassifier, MixedMLRegressor
 from .models.glmer import GlmerModel, glmer
 from .models.glmmtmb import GlmmTMBModel, glmmtmb
+from .models.influence import InfluenceResult, cooks_distance, hatvalues, influence
 from .models.lmer import LmerControl, LmerModel, anova, lmer
 from .models.nlmer import NlmerModel, nlmer
 from .parallel import LmerManyResults, bootstrap, lmer_many
@@ -60,6 +61,7 @@ __all__ = [
     "GlmerModel",
     "GlmerRegressor",
     "GlmmTMBModel",
+    "InfluenceResult",
     "InvalidArgumentError",
     "LmerControl",
     "LmerConvergenceWarning",
@@ -80,10 +82,13 @@ __all__ = [
     "__version__",
     "anova",
     "bootstrap",
+    "cooks_distance",
     "datasets",
     "emmeans",
     "glmer",
     "glmmtmb",
+    "hatvalues",
+    "influence",
     "lmer",
     "lmer_many",
     "nlmer",

@@ -32,6 +32,7 @@ import pandas as pd
 from ..data.frames import GroupLevels, as_pandas, check_text_columns, model_frame
 from ..errors import DataError, FormulaError, InvalidArgumentError, RError
 from ..r import session as _r
+from . import influence as _influence
 from .control import bad_argument, check_number
 
 __all__ = ["MixedModel", "prepare_data", "shared_results"]
@@ -526,6 +527,22 @@ class MixedModel(ABC):
             or None,
             stacklevel=2,
         )
+
+    # ------------------------------------------------------------------ influence
+
+    def influence(self, groups: str | None = None, *, n_jobs: int | None = None) -> Any:
+        """Leave-one-out (or leave-one-group-out) refits: lme4's ``influence.merMod``;
+        see :func:`pylmer.models.influence.influence`."""
+        return _influence.influence(self, groups, n_jobs=n_jobs)
+
+    def cooks_distance(self, groups: str | None = None, *, n_jobs: int | None = None) -> pd.Series:
+        """Cook's distances (lme4's ``cooks.distance``, of the model or, with ``groups``,
+        of its influence refits); see :func:`pylmer.models.influence.cooks_distance`."""
+        return _influence.cooks_distance(self, groups, n_jobs=n_jobs)
+
+    def hatvalues(self) -> pd.Series:
+        """The hat matrix's diagonal (lme4's ``hatvalues``), NaN on dropped rows."""
+        return _influence.hatvalues(self)
 
     # ------------------------------------------------------------------ R script
 
