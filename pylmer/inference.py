@@ -11,9 +11,11 @@
 * :func:`allfit`: lme4's ``allFit``, every optimizer in one table;
 * :func:`tidy`: one table in broom.mixed's layout.
 
-Every function takes a fitted model (an :class:`~pylmer.LmerModel`, or any object with a
-``_mermod()`` method returning the R handle of an lme4 fit, such as a GLMM) and returns
-plain pandas.  ``LmerModel`` exposes them as methods (``m.anova()``, ``m.r2()``, ...).
+Every function takes a fitted model (a :class:`~pylmer.models._base.MixedModel`: an
+:class:`~pylmer.LmerModel`, or a :class:`~pylmer.GlmerModel` where the R package takes
+GLMMs) and returns plain pandas.  The model classes expose them as methods
+(``m.anova()``, ``m.r2()``, ...): this module sits between the model base and the
+concrete kinds (it imports only :mod:`pylmer.models._base`, the results and R).
 Tables of tests keep R's column names (``Sum Sq``, ``NumDF``, ``Pr(>F)``...) as
 :func:`pylmer.anova` does; estimate tables use snake_case names (``estimate``,
 ``std_error``, ``conf_low``...) as broom does.
@@ -31,7 +33,10 @@ import pandas as pd
 
 from .data.frames import as_pandas
 from .errors import InvalidArgumentError, RError
+from .models._base import MixedModel
+from .models.control import CODINGS, normalize_contrasts
 from .r import session as _r
+from .results import LmerResults
 
 __all__ = [
     "CODINGS",
@@ -42,19 +47,12 @@ __all__ = [
     "emmeans",
     "fixef_table",
     "icc",
+    "normalize_contrasts",
     "predict_interval",
     "r2",
     "ranova",
     "tidy",
 ]
-
-#: The contrast codings ``lmer(..., contrasts=...)`` accepts and R's functions for them.
-CODINGS = {
-    "treatment": "contr.treatment",
-    "sum": "contr.sum",
-    "helmert": "contr.helmert",
-    "poly": "contr.poly",
-}
 
 _DDF = {
     "satterthwaite": "satterthwaite",
@@ -66,7 +64,9 @@ _DDF = {
 
 # lmerTest's version of each model (Satterthwaite's Hessian is computed once per fit),
 # keyed by the model and checked against its current R handle
-_LMERTEST: weakref.WeakKeyDictionary[Any, tuple[Any, bool, Any]] = weakref.WeakKeyDictionary()
+_LMERTEST: weakref.WeakKeyDictionary[MixedModel, tuple[Any, bool, Any]] = (
+    weakref.WeakKeyDictionary()
+)
 #: True: the Hessian and Jacobian of Satterthwaite's method come from pylmer's own
 #: computation (r_scripts/satterthwaite.R, the df of ``m.fixef``); False: from lmerTest's
 #: ``as_lmerModLmerTest`` (numerical derivatives, about 6x the deviance evaluations).  The
@@ -77,13 +77,12 @@ OWN_SATTERTHWAITE = True
 # ------------------------------------------------------------------ helpers
 
 
-def _handle(model: Any) -> Any:
-    getter = getattr(model, "_mermod", None)
-    if getter is None:
+def _handle(model: MixedModel) -> Any:
+    if not isinstance(model, MixedModel):
         raise InvalidArgumentError(
             f"expected a fitted pylmer model (LmerModel, GlmerModel), not {type(model).__name__}"
         )
-    return getter()
+    return model._mermod()
 
 
 def _ddf(ddf: str, allowed: Sequence[str] = ("satterthwaite", "kenward-roger", "lme4")) -> str:
@@ -103,7 +102,7 @@ def _call(what: str, fun: str, *args: Any, **kwargs: Any) -> Any:
         raise RError(f"{what} failed: {exc.r_message}", r_message=exc.r_message) from None
 
 
-def _lmertest(model: Any) -> Any:
+def _lmertest(model: MixedModel) -> Any:
     """Return the R handle of lmerTest's version of ``model`` (computed once per fit)."""
     handle = _handle(model)
     cached = _LMERTEST.get(model)
@@ -135,42 +134,11 @@ def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
     return names
 
 
-def normalize_contrasts(contrasts: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    """Check ``lmer(..., contrasts=...)`` and return it as ``((column, coding), ...)``.
-
-    Parameters
-    ----------
-    contrasts : dict, optional
-        Column name -> coding: ``"treatment"``, ``"sum"``, ``"helmert"`` or ``"poly"``
-        (R's ``contr.*`` names are accepted too).
-
-    Returns
-    -------
-    tuple of (str, str)
-        The codings by their short names.
-    """
-    if contrasts is None:
-        return ()
-    if not isinstance(contrasts, Mapping):
-        raise InvalidArgumentError(
-            f"contrasts must be a dict of column -> coding, not {type(contrasts).__name__}"
-        )
-    out = []
-    for column, coding in contrasts.items():
-        name = str(coding).removeprefix("contr.")
-        if not isinstance(column, str) or name not in CODINGS:
-            raise InvalidArgumentError(
-                f"contrasts[{column!r}] is {coding!r}; use one of {', '.join(CODINGS)}"
-            )
-        out.append((column, name))
-    return tuple(out)
-
-
 # ------------------------------------------------------------------ lmerTest tables
 
 
 def anova(
-    model: Any,
+    model: MixedModel,
     type: Literal[1, 2, 3] = 3,
     ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite",
 ) -> pd.DataFrame:
@@ -202,7 +170,7 @@ def anova(
     return _table(_call("anova", ".pylmer_inf_anova", _lmertest(model), type=int(type), ddf=ddf))
 
 
-def ranova(model: Any, *, reduce_terms: bool = True) -> pd.DataFrame:
+def ranova(model: MixedModel, *, reduce_terms: bool = True) -> pd.DataFrame:
     """Likelihood-ratio test of each random-effect term, as lmerTest's ``ranova``.
 
     Parameters
@@ -224,7 +192,7 @@ def ranova(model: Any, *, reduce_terms: bool = True) -> pd.DataFrame:
 
 
 def drop1(
-    model: Any, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
+    model: MixedModel, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
 ) -> pd.DataFrame:
     """F test of dropping each marginal fixed-effect term, as lmerTest's ``drop1``.
 
@@ -238,7 +206,7 @@ def drop1(
 
 
 def fixef_table(
-    model: Any, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
+    model: MixedModel, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
 ) -> pd.DataFrame:
     """The coefficient table of lmerTest's ``summary(m, ddf=...)``.
 
@@ -313,7 +281,7 @@ def _parse_specs(
 
 
 def emmeans(
-    model: Any,
+    model: MixedModel,
     specs: str | Sequence[str],
     *,
     by: str | Sequence[str] | None = None,
@@ -454,15 +422,9 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _is_lmm(model: Any) -> bool:
+def _is_lmm(model: MixedModel) -> bool:
     """Whether ``model`` is a linear mixed model (lmerTest applies)."""
-    from .models.lmer import LmerModel
-
-    try:
-        from .models.glmer import GlmerModel
-    except ImportError:  # pragma: no cover - glmer not in this tree
-        return isinstance(model, LmerModel)
-    return isinstance(model, LmerModel) and not isinstance(model, GlmerModel)
+    return isinstance(model.results, LmerResults)
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
@@ -477,7 +439,7 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def predict_interval(
-    model: Any,
+    model: MixedModel,
     newdata: pd.DataFrame | None = None,
     *,
     interval: Literal["confidence", "prediction"] = "confidence",
@@ -572,7 +534,7 @@ def predict_interval(
 # ------------------------------------------------------------------ R2, ICC
 
 
-def r2(model: Any) -> pd.Series:
+def r2(model: MixedModel) -> pd.Series:
     """Nakagawa's marginal and conditional R², as ``performance::r2_nakagawa``.
 
     Returns
@@ -585,7 +547,7 @@ def r2(model: Any) -> pd.Series:
     return pd.Series(out, dtype=float, name="R2")
 
 
-def icc(model: Any, *, by_group: bool = False) -> pd.Series | pd.DataFrame:
+def icc(model: MixedModel, *, by_group: bool = False) -> pd.Series | pd.DataFrame:
     """Intra-class correlation, as ``performance::icc``.
 
     Parameters
@@ -609,15 +571,12 @@ def icc(model: Any, *, by_group: bool = False) -> pd.Series | pd.DataFrame:
 # ------------------------------------------------------------------ allFit
 
 
-def _allfit_task(payload: Any, names: list[str]) -> pd.DataFrame:
-    """One chunk of :func:`allfit` in a worker process (pylmer.parallel's payloads)."""
-    from . import parallel
-
-    (model,) = parallel._resolve(payload)
-    return _call("allFit", ".pylmer_inf_allfit", model._mermod(), which=names)
+def _allfit_one(model: MixedModel, name: str) -> pd.DataFrame:
+    """:func:`allfit` with one optimizer (run in a worker process by pylmer.parallel)."""
+    return _call("allFit", ".pylmer_inf_allfit", model._mermod(), which=[name])
 
 
-def allfit(model: Any, *, n_jobs: int | None = None) -> pd.DataFrame:
+def allfit(model: MixedModel, *, n_jobs: int | None = None) -> pd.DataFrame:
     """Refit with every optimizer lme4's ``allFit`` knows and tabulate the results.
 
     The optimizers: bobyqa, Nelder_Mead, nlminbwrap, nmkbw (dfoptim), optimx's
@@ -648,10 +607,7 @@ def allfit(model: Any, *, n_jobs: int | None = None) -> pd.DataFrame:
 
         names = _call("allFit", ".pylmer_inf_allfit_names", handle)
         names = [str(n) for n in np.atleast_1d(names)]
-        payload = parallel._model_payload(model)
-        tasks = [(payload, [name]) for name in names]
-        with parallel._Registered(payload, (model,)):
-            parts = parallel._run(_allfit_task, tasks, [1] * len(tasks), n_jobs, False, "allFit")
+        parts = parallel.map_model(_allfit_one, model, names, n_jobs=n_jobs, desc="allFit")
         out = pd.concat(parts, ignore_index=True)
     out = out.set_index("optimizer")
     out.index.name = "optimizer"
@@ -665,7 +621,7 @@ _EFFECTS = ("fixed", "ran_pars", "ran_vals")
 
 
 def tidy(
-    model: Any,
+    model: MixedModel,
     effects: str | Sequence[str] = ("fixed", "ran_pars"),
     *,
     conf_int: bool = False,
@@ -750,7 +706,7 @@ def tidy(
     return out
 
 
-def _decode_levels(model: Any, groups: pd.Series, levels: pd.Series) -> pd.Series:
+def _decode_levels(model: MixedModel, groups: pd.Series, levels: pd.Series) -> pd.Series:
     """The group levels of ``ran_vals`` rows as the user's original values."""
     mapping = getattr(getattr(model, "_spec", None), "levels", None)
     values = levels.astype(object).copy()
@@ -758,6 +714,6 @@ def _decode_levels(model: Any, groups: pd.Series, levels: pd.Series) -> pd.Serie
         return values
     for group in groups.dropna().unique():
         rows = (groups == group).to_numpy() & levels.notna().to_numpy()
-        decoded = mapping.decode_index(str(group), pd.Index(levels[rows].astype(str)))
+        decoded = mapping.decode(str(group), pd.Index(levels[rows].astype(str)))
         values[rows] = list(decoded)
     return values

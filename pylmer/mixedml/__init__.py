@@ -3,7 +3,6 @@
 * :mod:`.engine` -- the EM loop in numpy (state, plain step, SQUAREM, stopping rule,
   driver), testable without R;
 * :mod:`.lme4_step` -- the random-effects step with lme4 (the residual model);
-* :mod:`.labels` -- grouping values <-> R factor levels;
 * :mod:`.glmm_step` -- the glmer random-effects step (binary and count targets);
 * :mod:`.base` -- :class:`~.base.MixedMLBase`: parameters, checks, the EM-running fit
   and predict plumbing, shared by

@@ -32,6 +32,7 @@ from sklearn.utils._param_validation import (
     StrOptions,
 )
 
+from ..data.coding import GroupCoding
 from ..data.frames import as_pandas
 from ..errors import (
     DataError,
@@ -43,7 +44,6 @@ from ..errors import (
     warn,
 )
 from . import engine
-from .labels import GroupCoding
 from .lme4_step import ResidualModel
 from .threads import estimator_threads, r_blas_single_threaded
 
@@ -139,6 +139,34 @@ def check_columns(X: pd.DataFrame, spec: ResidualModel, features: list[str]) -> 
             f"missing values in the random-effects columns ({counts}); drop those rows "
             "first (MixedML needs every row in both steps)"
         )
+
+
+def check_groups(X: pd.DataFrame, groups: list[str]) -> None:
+    """No missing grouping value in training (MixedML needs every row in both steps)."""
+    for col in groups:
+        n = int(X[col].isna().sum())
+        if n:
+            raise DataError(
+                f"grouping column {col!r} has {n} missing value(s); drop those rows first "
+                "(MixedML needs every row in both steps)"
+            )
+
+
+def new_groups_apart(target: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """``target`` (grouping columns encoded) with each missing grouping value a level of
+    its own: a group no other row shares, so that row gets the fixed part only (R's
+    random-effects helpers need a level on every row)."""
+    out = target.copy(deep=False)
+    for col in groups:
+        values = out[col]
+        if not values.isna().any():
+            continue
+        rows = np.flatnonzero(values.isna().to_numpy())
+        own = [f".pylmer_missing_{i}" for i in rows]
+        values = values.cat.add_categories(own)
+        values.iloc[rows] = own
+        out[col] = values
+    return out
 
 
 def column_name(y: Any) -> str:
@@ -300,7 +328,8 @@ class MixedMLBase(MetaEstimatorMixin, BaseEstimator):
             raise DataError("no feature columns left for the estimator; pass features=")
         est = self._base_estimator()
         family.check_estimator(est)
-        coding = GroupCoding(X[spec.groups])
+        check_groups(X, spec.groups)
+        coding = GroupCoding.from_frame(X, spec.groups)
         frame = coding.encode(X[spec.vars])
         residuals = self._resolve_residuals(est)
         if residuals == "oob":
@@ -445,7 +474,7 @@ class MixedMLBase(MetaEstimatorMixin, BaseEstimator):
                 fixed = np.asarray(self.estimator_.predict(X[self.features_]), dtype=float)
         except (ValueError, TypeError) as exc:
             raise fixed_error(X, self.features_, exc) from exc
-        target = self._coding.encode(X[self.re_columns_])
+        target = new_groups_apart(self._coding.extend(X).encode(X[self.re_columns_]), self.groups_)
         grouped = X[self.groups_].notna().all(axis=1).to_numpy()
         with r_blas_single_threaded():
             return self._re.link(fixed.reshape(len(X), -1), target, Y, grouped)

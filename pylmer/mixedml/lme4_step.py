@@ -186,7 +186,7 @@ def original_index(
     out = {}
     for factor, df in tables.items():
         df = df.copy()
-        df.index = coding.index(df.index, factor, model.factors.get(factor, [factor]))
+        df.index = coding.decode(factor, df.index, model.factors.get(factor, [factor]))
         out[factor] = df
     return out
 

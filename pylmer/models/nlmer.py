@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from ..data.frames import GroupLevels, as_pandas, model_frame
+from ..data.coding import GroupCoding
+from ..data.frames import as_pandas, model_frame
 from ..errors import DataError, FormulaError, InvalidArgumentError
 from ..r import session as _r
 from ..results.nlmer import NlmerResults, format_nlmer_summary, nlmer_html
@@ -41,7 +42,7 @@ class _NlmerSpec:
     na_action: str
     contrasts: tuple[tuple[str, str], ...] = ()
     steps: tuple[tuple[Any, ...], ...] = ()
-    levels: GroupLevels | None = None
+    levels: GroupCoding | None = None
 
 
 def _start(start: Any) -> tuple[tuple[tuple[str, float], ...] | None, tuple[float, ...] | None]:
@@ -174,7 +175,12 @@ def nlmer(
     groups = strings(_r.call(".pylmer_nlmer_groups", formula, stacklevel=2))
     frame = model_frame(data, used)
     spec = _NlmerSpec(
-        formula, nlpars, theta, _control(control), na_action, levels=GroupLevels(groups)
+        formula,
+        nlpars,
+        theta,
+        _control(control),
+        na_action,
+        levels=GroupCoding.from_frame(frame, groups),
     )
     return NlmerModel._fit(spec, frame)
 
