@@ -52,13 +52,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import calibration_curve
 from sklearn.ensemble import (
     HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 import pylmer
 from pylmer import MixedMLClassifier
@@ -155,6 +156,13 @@ def run_mixedml(
     return model.predict_proba(test[[*FEATURES, "s"]])[:, 1], model
 
 
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed share - mean prediction| over quantile bins, weighted by bin size."""
+    order = np.argsort(p)
+    chunks = np.array_split(order, bins)
+    return float(sum(len(c) * abs(y[c].mean() - p[c].mean()) for c in chunks) / len(p))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=300)
@@ -202,6 +210,9 @@ def main() -> None:
             "model": name,
             "log_loss": log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)),
             "auc": roc_auc_score(y, p),
+            "brier": brier_score_loss(y, p),
+            "ece": expected_calibration_error(y, p),
+            "curve": calibration_curve(y, p, n_bins=10, strategy="quantile"),
             "seconds": wall,
             "iterations": "" if model is None else f"{model.n_iter_} ({model.stop_reason_})",
         }
@@ -219,13 +230,22 @@ def main() -> None:
         f"test rows: the last {N_TIMES - N_TRAIN} times), seed {args.seed}; log-loss of the "
         f"true probabilities {oracle:.4f}"
     )
-    print("| model | test log-loss | test AUC | wall s | EM steps |")
-    print("|---|---:|---:|---:|---|")
+    print(
+        f"true probabilities: Brier {brier_score_loss(y, test['p_true']):.4f}, "
+        f"ECE {expected_calibration_error(y, test['p_true'].to_numpy()):.4f}"
+    )
+    print("| model | test log-loss | test AUC | Brier | ECE | wall s | EM steps |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for name, r in table.iterrows():
         print(
-            f"| {name} | {r['log_loss']:.4f} | {r['auc']:.4f} | {r['seconds']:.1f} | "
-            f"{r['iterations']} |"
+            f"| {name} | {r['log_loss']:.4f} | {r['auc']:.4f} | {r['brier']:.4f} | "
+            f"{r['ece']:.4f} | {r['seconds']:.1f} | {r['iterations']} |"
         )
+    print("\ncalibration curves (10 quantile bins: mean predicted -> observed share)")
+    for name, r in table.iterrows():
+        frac, mean = r["curve"]
+        pairs = "  ".join(f"{m:.2f}->{f:.2f}" for f, m in zip(frac, mean, strict=True))
+        print(f"{name:<42} {pairs}")
     versions = {p: metadata.version(p) for p in ("scikit-learn", "gpboost")}
     print(
         "versions:",

@@ -41,7 +41,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils._param_validation import StrOptions
 
 from ..errors import DataError, PylmerWarning, warn
-from .base import MixedMLBase, RandomPart, column_name, outcome
+from .base import MixedMLBase, RandomPart, check_frame, column_name, outcome
 from .glmm_step import GlmmPart, inverse_link
 from .lme4_step import GaussianPart
 
@@ -247,9 +247,25 @@ class MixedMLRegressor(RegressorMixin, MixedMLBase):
         InvalidArgumentError
             A parameter is out of its range (named).
         """
-        return super().fit(X, y)
+        super().fit(X, y)
+        if self.family_ == "gaussian" and self.n_targets_ == 1:
+            # honest residual variance and the intervals' calibration (pylmer.mixedml.intervals)
+            from .intervals import calibrate
+            from .variance import replace_residual
 
-    def predict(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
+            X = check_frame(X)
+            self.calibration_ = calibrate(self, X, outcome(y, len(X))[:, 0])
+            self.varcorr_ = replace_residual(self.varcorr_, self.calibration_.sigma2)
+        return self
+
+    def predict(
+        self,
+        X: pd.DataFrame,
+        y: Any = None,
+        *,
+        interval: str | None = None,
+        level: float = 0.95,
+    ) -> np.ndarray | pd.DataFrame:
         """Predict :math:`f(X) + X_r\\gamma + Zb`, using observed outcomes when given.
 
         Parameters
@@ -308,4 +324,15 @@ class MixedMLRegressor(RegressorMixin, MixedMLBase):
         out = self._predict_link(X, Y)
         if self.family_ == "poisson":
             out = inverse_link("poisson", out)
+        if interval is not None:
+            from .intervals import predict_interval
+
+            return predict_interval(
+                self,
+                check_frame(X),
+                out[:, 0],
+                y=None if Y is None else Y[:, 0],
+                interval=interval,
+                level=level,
+            )
         return out[:, 0] if self.n_targets_ == 1 and not self._y_is_2d else out

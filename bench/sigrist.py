@@ -1,0 +1,336 @@
+"""MixedML on real data: Sigrist's (2023) benchmark (imdb, spotify, InstEval).
+
+F. Sigrist, "A Comparison of Machine Learning Methods for Data with High-Cardinality
+Categorical Variables" (arXiv:2307.02071).  Data, the paper's 5-fold splits, its tuned
+GPBoost parameters and its published per-fold MSEs are in
+``../shared/data/sigrist2023`` (``--data``; its README gives the protocol).
+
+Contenders, every one on the same training/test rows of a fold:
+
+* ``mixedml_hgb``: ``MixedMLRegressor(HistGradientBoostingRegressor())`` with defaults,
+  crossed random intercepts ``(1 | g1) + (1 | g2) + ...`` for the paper's grouping
+  variables, the other columns as features;
+* ``mixedml_tuned``: the same, its HGB tuned inside the loop with
+  :func:`pylmer.mixedml.tuning.tune_in_loop` (grid :data:`HGB_GRID`, 3 group folds on the
+  working response once the random effects have settled);
+* ``gpboost``: GPBoost (PyPI) as the paper trains it (``run_experiments.R``, "GPBoost
+  not including categorical variables in fixed effects"): grouped random effects,
+  ``optimizer_cov="nelder_mead"``, ``num_leaves=1024`` and the fold's tuned
+  ``learning_rate``, ``max_depth``, ``lambda_l2`` and ``best_iter`` rounds
+  (``tune_pars/NAME_gpboost__fold=k.json``; as in the paper's script, the tuned
+  ``min_data_in_leaf`` is not passed to training);
+* ``lmer``: ``pylmer.lmer`` with a linear fixed part (every feature) and the same random
+  part, ML; test rows predicted with the conditional modes (new levels: 0);
+* ``hgb_te``: the estimator alone, groups as categorical features.  HGB's native
+  categorical support stops at 255 levels (director, artist, student have thousands), so
+  the groups enter through scikit-learn's ``TargetEncoder`` (cross-fitted), HGB defaults.
+
+spotify's predictions are clipped to [0, 1] (the paper's protocol).  Each finished
+(data set, contender, fold) appends one JSON line to ``--out``; ``--summary`` reads the
+file(s) and prints the README table (mean test MSE, mean wall time of fit + predict,
+EM steps and stop reasons, folds run) with the published means.
+
+Run (background, the machine is shared)::
+
+    .venv/bin/python bench/sigrist.py --datasets spotify,imdb,inst_eval --folds 1,2,3,4,5 \\
+        --contenders mixedml_hgb,lmer,hgb_te --out /tmp/sigrist.jsonl
+    .venv/bin/python bench/sigrist.py --summary /tmp/sigrist.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sigrist2023"
+
+GROUPS = {
+    "imdb": ["director_id", "type_id"],
+    "spotify": ["artist_id", "album_id", "playlist_id", "subgenre_id"],
+    "inst_eval": ["s", "d", "dept"],
+}
+LABEL = {"imdb": "score", "spotify": "danceability", "inst_eval": "y"}
+SPOTIFY_DROP = [
+    "track_id",
+    "track_artist",
+    "track_album_id",
+    "track_album_release_date",
+    "pl_subgenres",
+    "playlist_ids",
+]
+PUBLISHED = {
+    "linear": "linear mixed model",
+    "boost_cat": "boosting, groups categorical",
+    "catboost": "CatBoost",
+    "gpboost_excl": "GPBoost (groups not features)",
+    "gpboost": "GPBoost (paper's choice)",
+}
+#: the grid tune_in_loop and GridSearchCV search for HGB
+HGB_GRID = {
+    "learning_rate": [0.05, 0.1],
+    "max_leaf_nodes": [15, 31, 63],
+    "min_samples_leaf": [20, 100],
+}
+
+
+def load(name: str, data: Path) -> tuple[pd.DataFrame, np.ndarray, list[str], list[str]]:
+    """The frame (features + grouping columns), the response, features, groups."""
+    groups = GROUPS[name]
+    if name == "inst_eval":
+        import pylmer
+
+        df = pylmer.datasets.load("InstEval")
+        for c in df.columns:  # the paper: as.numeric() of every column (factor codes)
+            if isinstance(df[c].dtype, pd.CategoricalDtype):
+                df[c] = df[c].cat.codes.astype(float) + 1.0
+            else:
+                df[c] = df[c].astype(float)
+    else:
+        df = pd.read_csv(data / f"{name}.csv.gz")
+        if name == "spotify":
+            df = df.drop(columns=SPOTIFY_DROP)
+    y = df[LABEL[name]].to_numpy(dtype=float)
+    X = df.drop(columns=[LABEL[name]])
+    features = [c for c in X.columns if c not in groups]
+    for g in groups:
+        X[g] = X[g].astype(np.int64)
+    return X.reset_index(drop=True), y, features, groups
+
+
+def fold_rows(name: str, data: Path, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test row indices (0-based) of fold k (1-based)."""
+    folds = json.loads((data / "folds" / f"{name}.json").read_text())
+    train = np.asarray(folds[k - 1], dtype=np.int64) - 1
+    test = np.setdiff1d(np.arange(n), train)
+    return train, test
+
+
+def random_part(groups: list[str]) -> str:
+    return " + ".join(f"(1 | {g})" for g in groups)
+
+
+# ---------------------------------------------------------------------------- contenders
+
+
+def run_mixedml(X, y, tr, te, features, groups, tuned: bool) -> dict[str, Any]:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from pylmer import MixedMLRegressor
+
+    model = MixedMLRegressor(
+        HistGradientBoostingRegressor(random_state=0),
+        random_effects=random_part(groups),
+        features=features,
+    )
+    Xtr, Xte = X.iloc[tr], X.iloc[te]
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if tuned:
+            from pylmer.mixedml.tuning import tune_in_loop
+
+            model = tune_in_loop(model, Xtr, y[tr], HGB_GRID, cv=3)
+            extra["best_params"] = model.tuning_["best_params"]
+            extra["tuning_seconds"] = model.tuning_["seconds"]
+            extra["n_iter_first"] = model.tuning_["n_iter_first"]
+        else:
+            model.fit(Xtr, y[tr])
+        pred = model.predict(Xte)
+    seconds = time.perf_counter() - t0
+    vc = model.varcorr_
+    extra["sigma2"] = float(vc.loc[vc["group"] == "Residual", "variance"].iloc[0])
+    return {
+        "pred": pred,
+        "seconds": seconds,
+        "n_iter": int(model.n_iter_),
+        "stop": model.stop_reason_,
+        **extra,
+    }
+
+
+def run_gpboost(X, y, tr, te, features, groups, name: str, k: int, data: Path) -> dict:
+    import gpboost as gpb
+
+    pars = json.loads((data / "tune_pars" / f"{name}_gpboost__fold={k}.json").read_text())
+    best = pars["best_params"]
+    params = {
+        "objective": "regression_l2",
+        "num_leaves": 2**10,
+        "learning_rate": best["learning_rate"],
+        "max_depth": best["max_depth"],
+        "lambda_l2": best["lambda_l2"],
+        "verbose": -1,
+        "num_threads": 2,
+    }
+    Xtr, Xte = X.iloc[tr], X.iloc[te]
+    t0 = time.perf_counter()
+    gp_model = gpb.GPModel(group_data=Xtr[groups].to_numpy(), likelihood="gaussian")
+    gp_model.set_optim_params(params={"optimizer_cov": "nelder_mead"})
+    train = gpb.Dataset(Xtr[features].to_numpy(dtype=float), label=y[tr])
+    bst = gpb.train(
+        params=params, train_set=train, gp_model=gp_model, num_boost_round=int(pars["best_iter"])
+    )
+    out = bst.predict(
+        data=Xte[features].to_numpy(dtype=float),
+        group_data_pred=Xte[groups].to_numpy(),
+        predict_var=False,
+        pred_latent=False,
+    )
+    seconds = time.perf_counter() - t0
+    return {
+        "pred": np.asarray(out["response_mean"]),
+        "seconds": seconds,
+        "rounds": pars["best_iter"],
+    }
+
+
+def run_lmer(X, y, tr, te, features, groups) -> dict[str, Any]:
+    import pylmer
+
+    # drop features constant on the training rows (rank-deficient columns: lme4 drops
+    # them itself, but say so here)
+    Xtr = X.iloc[tr]
+    keep = [c for c in features if Xtr[c].nunique() > 1]
+    frame = Xtr[keep].copy()
+    for g in groups:
+        frame[g] = Xtr[g].astype(str)
+    frame[".y"] = y[tr]
+    formula = "`.y` ~ " + " + ".join(f"`{c}`" for c in keep) + " + " + random_part(groups)
+    test = X.iloc[te][keep].copy()
+    for g in groups:
+        test[g] = X.iloc[te][g].astype(str)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = pylmer.lmer(formula, frame, reml=False)
+        pred = np.asarray(model.predict(test, allow_new_levels=True), dtype=float)
+    return {"pred": pred, "seconds": time.perf_counter() - t0}
+
+
+def run_hgb_te(X, y, tr, te, features, groups) -> dict[str, Any]:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import TargetEncoder
+
+    pipe = make_pipeline(
+        ColumnTransformer(
+            [("groups", TargetEncoder(target_type="continuous", random_state=0), groups)],
+            remainder="passthrough",
+        ),
+        HistGradientBoostingRegressor(random_state=0),
+    )
+    cols = groups + features
+    t0 = time.perf_counter()
+    pipe.fit(X.iloc[tr][cols], y[tr])
+    pred = pipe.predict(X.iloc[te][cols])
+    return {"pred": pred, "seconds": time.perf_counter() - t0}
+
+
+def run_one(name, contender, k, X, y, features, groups, data) -> dict[str, Any]:
+    tr, te = fold_rows(name, data, k, len(X))
+    if contender == "mixedml_hgb":
+        out = run_mixedml(X, y, tr, te, features, groups, tuned=False)
+    elif contender == "mixedml_tuned":
+        out = run_mixedml(X, y, tr, te, features, groups, tuned=True)
+    elif contender == "gpboost":
+        out = run_gpboost(X, y, tr, te, features, groups, name, k, data)
+    elif contender == "lmer":
+        out = run_lmer(X, y, tr, te, features, groups)
+    elif contender == "hgb_te":
+        out = run_hgb_te(X, y, tr, te, features, groups)
+    else:
+        raise SystemExit(f"unknown contender {contender}")
+    pred = np.asarray(out.pop("pred"), dtype=float)
+    if name == "spotify":
+        pred = np.clip(pred, 0.0, 1.0)
+    out["mse"] = float(np.mean((y[te] - pred) ** 2))
+    return {"dataset": name, "contender": contender, "fold": k, **out}
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def published(data: Path) -> pd.DataFrame:
+    rows = []
+    for name in GROUPS:
+        for kind, label in PUBLISHED.items():
+            f = data / "results" / f"res_{name}_{kind}.csv"
+            d = pd.read_csv(f)
+            rows.append({"dataset": name, "method": label, "mse": d["error"].mean()})
+    return pd.DataFrame(rows)
+
+
+def summary(paths: list[str], data: Path) -> str:
+    rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line]
+    df = pd.DataFrame(rows).drop_duplicates(["dataset", "contender", "fold"], keep="last")
+    pub = published(data)
+    lines = [
+        "| data set | model | folds | mean test MSE | same folds: MSE / GPBoost's | "
+        "wall s / fold | EM steps | stop |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for name in GROUPS:
+        d = df[df.dataset == name]
+        if d.empty:
+            continue
+        gpb = d[d.contender == "gpboost"].set_index("fold")
+        for contender, g in d.groupby("contender", sort=False):
+            g = g.sort_values("fold")
+            common = g[g.fold.isin(gpb.index)]
+            ratio = (
+                f"{common.mse.mean() / gpb.loc[common.fold, 'mse'].mean():.4f}"
+                if len(common)
+                else "-"
+            )
+            steps = f"{g.n_iter.mean():.1f}" if "n_iter" in g and g.n_iter.notna().any() else "-"
+            stops = (
+                ", ".join(f"{s} x{n}" for s, n in g["stop"].value_counts().items())
+                if "stop" in g and g["stop"].notna().any()
+                else "-"
+            )
+            folds = ",".join(str(int(f)) for f in g.fold)
+            lines.append(
+                f"| {name} | {contender} | {folds} | {g.mse.mean():.5g} | {ratio} | "
+                f"{g.seconds.mean():.1f} | {steps} | {stops} |"
+            )
+        for _, r in pub[pub.dataset == name].iterrows():
+            lines.append(f"| {name} | published: {r.method} | 1-5 | {r.mse:.5g} | | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--datasets", default="spotify,imdb,inst_eval")
+    parser.add_argument("--folds", default="1,2,3,4,5")
+    parser.add_argument("--contenders", default="mixedml_hgb,gpboost,lmer,hgb_te")
+    parser.add_argument("--out", default="/tmp/sigrist.jsonl")
+    parser.add_argument("--summary", nargs="*", help="print the table of these JSONL files")
+    args = parser.parse_args()
+    if args.summary:
+        print(summary(args.summary, args.data))
+        return
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    for name in args.datasets.split(","):
+        X, y, features, groups = load(name, args.data)
+        for k in [int(f) for f in args.folds.split(",")]:
+            for contender in args.contenders.split(","):
+                rec = run_one(name, contender, k, X, y, features, groups, args.data)
+                rec["load"] = os.getloadavg()[0]
+                print(json.dumps(rec), flush=True)
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()

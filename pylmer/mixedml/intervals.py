@@ -1,0 +1,337 @@
+"""Prediction and confidence intervals for MixedMLRegressor.
+
+A new outcome of row :math:`x` in group :math:`g` is
+:math:`y = f(x) + X_r\\gamma + z'b_g + \\varepsilon`; its prediction
+:math:`\\hat y = \\hat f(x) + X_r\\hat\\gamma + z'\\hat b_g` errs by three parts, whose
+variances are added:
+
+* :math:`\\varepsilon`: the honest residual variance :math:`\\hat\\sigma^2`
+  (:mod:`pylmer.mixedml.variance`);
+* :math:`f - \\hat f`: the estimator's own error, estimated as half the gap between
+  out-of-fold and in-sample mean squared residuals (the same module), one number for all
+  rows;
+* :math:`z'(b_g - \\hat b_g)`: the conditional variance of the random effects, as lme4
+  gives it (``ranef_sd_``) for a group seen in training; the prior :math:`z'Gz` for a new
+  group; for the dynamic ``predict(X, y)`` each term's conditional precision is
+  increased by the new observed rows, :math:`\\sum z^2/\\sigma^2` (a diagonal
+  approximation: correlations between a group's terms and between crossed factors are
+  left out).
+
+The Gaussian quantile would trust that all three are normal.  Instead the multiplier is
+calibrated on the training rows by split-conformal quantiles of *standardized
+out-of-fold* scores (Vovk et al.; Lei et al. 2018), separately for the two situations:
+
+* known groups: :math:`|y_i - \\hat f_{\\text{oof}}(x_i) - X_r\\hat\\gamma - z_i'\\hat b|
+  / (1 - h_i)` over the predictive standard deviation, where
+  :math:`h_i = v_{re,i} / \\sigma^2_{\\text{lme4}}` is the row's weight in its own
+  random effect (the leave-one-out correction of a ridge smoother);
+* new groups: :math:`|y_i - \\hat f_{\\text{oof}}(x_i) - X_r\\hat\\gamma|` over the prior
+  predictive standard deviation, the out-of-fold predictions coming from folds that
+  hold whole groups (of the first grouping column) out: the row's group was new to the
+  estimator that predicted it.
+
+The interval is the estimate plus or minus the calibrated quantile times the row's
+predictive standard deviation: heavy tails widen it, and the width still varies with how
+much each group has been observed.  Confidence intervals (for
+:math:`f(x) + X_r\\gamma + z'b`, not observable) use the Gaussian quantile on the
+estimator's error and the random effects' conditional variance, scaled by the ratio of
+the calibrated to the Gaussian prediction quantile.
+
+When it cannot be calibrated: with ``n`` calibration rows a level above
+``n / (n + 1)`` has no finite conformal quantile; the bounds are then infinite and a
+:class:`~pylmer.errors.DataWarning` says so.  Coverage is marginal (on average over rows
+like the training rows), not conditional on a group; with few groups the new-group
+quantile rests on few independent random effects.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, DataWarning, InvalidArgumentError
+
+__all__ = ["Calibration", "calibrate", "predict_interval", "re_variance"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a fitted model keeps for its intervals (one target).
+
+    Attributes
+    ----------
+    sigma2 : float
+        Honest residual variance.
+    sigma2_lme4 : float
+        lme4's residual variance (the one the random effects were shrunk with).
+    fixed_error : float
+        Estimated mean squared error of the estimator's fixed part.
+    scores_known, scores_new : ndarray
+        Sorted standardized out-of-fold scores (known groups, new groups).
+    mse_in, mse_oof : float
+        The mean squared residuals the variance correction is built from.
+    """
+
+    sigma2: float
+    sigma2_lme4: float
+    fixed_error: float
+    scores_known: np.ndarray
+    scores_new: np.ndarray
+    mse_in: float
+    mse_oof: float
+    floored: bool = False
+
+
+def _factor_blocks(model: Any) -> dict[str, list[tuple[str, str | None, float]]]:
+    """Per grouping factor: its variance-covariance rows ``(var1, var2, value)``."""
+    vc = model.lmer_.varcorr
+    blocks: dict[str, list[tuple[str, str | None, float]]] = {}
+    for factor in model.ranef_sd_:
+        pat = re.compile(re.escape(factor) + r"(\.\d+)?")
+        rows = vc[vc["group"].astype(str).map(lambda s, p=pat: bool(p.fullmatch(s)))]
+        blocks[factor] = [
+            (str(r.var1), None if pd.isna(r.var2) else str(r.var2), float(r.variance))
+            for r in rows.itertuples()
+        ]
+    return blocks
+
+
+def _z(X: pd.DataFrame, term: str) -> np.ndarray:
+    if term == "(Intercept)":
+        return np.ones(len(X))
+    if term not in X.columns:
+        raise DataError(
+            f"intervals need the random-effects covariate {term!r} as a column of X "
+            "(terms computed inside the formula, such as I(x^2), are not supported)"
+        )
+    return X[term].to_numpy(dtype=float)
+
+
+def _keys(frame: pd.DataFrame, parts: list[str]) -> pd.Index:
+    if len(parts) == 1:
+        return pd.Index(frame[parts[0]].astype(object))
+    return pd.MultiIndex.from_frame(frame[list(parts)].astype(object))
+
+
+def _g_matrix(block: list[tuple[str, str | None, float]], terms: list[str]) -> np.ndarray:
+    """The prior covariance G of one factor's terms, from lme4's VarCorr rows."""
+    q = len(terms)
+    G = np.zeros((q, q))
+    pos = {t: i for i, t in enumerate(terms)}
+    for a, b, val in block:
+        if a not in pos:
+            continue
+        if b is None:
+            G[pos[a], pos[a]] = max(val, 0.0)
+        elif b in pos:
+            G[pos[a], pos[b]] = G[pos[b], pos[a]] = val
+    return G
+
+
+def re_variance(
+    model: Any, X: pd.DataFrame, observed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Conditional variance of each row's random-effects contribution ``z'b``.
+
+    Per grouping factor and level: :math:`P = (G^{-1} + Z_g'Z_g/\\sigma^2)^{-1}`, where
+    :math:`Z_g` holds the level's training rows (and the observed rows of ``X``); a level
+    without any row gets :math:`G`.  Factors are treated one at a time (crossed factors'
+    posterior correlations are left out).
+
+    Parameters
+    ----------
+    model : MixedMLRegressor
+        Fitted (one target).
+    X : DataFrame
+        Rows to predict.
+    observed : ndarray of bool, optional
+        Rows of ``X`` whose outcome is observed (the dynamic ``predict(X, y)``): they add
+        precision to their groups' effects.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        The variances :math:`z'Pz`, and whether every factor's level of the row had a
+        row (in training or among the observed rows).
+    """
+    sigma2 = float(model.calibration_.sigma2_lme4)
+    blocks = _factor_blocks(model)
+    train = model._re.frame
+    target = model._coding.extend(X).encode(X[model.re_columns_])
+    total = np.zeros(len(X))
+    seen_all = np.ones(len(X), dtype=bool)
+    obs = np.zeros(len(X), dtype=bool) if observed is None else np.asarray(observed, bool)
+    for factor, sd in model.ranef_sd_.items():
+        parts = model._spec.factors.get(factor, [factor])
+        terms = list(sd.columns)
+        G = _g_matrix(blocks[factor], terms)
+        k_train = _keys(train, parts)
+        k_target = _keys(target, parts)
+        codes, uniques = pd.factorize(k_train.append(k_target[obs]).append(k_target))
+        n_tr, n_obs = len(k_train), int(obs.sum())
+        c_rows = codes[: n_tr + n_obs]
+        c_target = codes[n_tr + n_obs :]
+        Zrows = np.vstack(
+            [
+                np.column_stack([_z(train, t) for t in terms]),
+                np.column_stack([_z(target, t) for t in terms])[obs],
+            ]
+        )
+        L = len(uniques) + 1  # the last slot: rows with a missing grouping value
+        codes = np.where(codes < 0, L - 1, codes)
+        c_rows = codes[: n_tr + n_obs]
+        c_target = codes[n_tr + n_obs :]
+        M = np.zeros((L, len(terms), len(terms)))
+        np.add.at(M, c_rows, Zrows[:, :, None] * Zrows[:, None, :])
+        eye = np.eye(len(terms))
+        P = np.linalg.solve(eye + G[None] @ M / sigma2, np.broadcast_to(G, M.shape))
+        Zt = np.column_stack([_z(target, t) for t in terms])
+        Pt = P[c_target]
+        total += np.maximum(np.einsum("ni,nij,nj->n", Zt, Pt, Zt), 0.0)
+        counts = np.bincount(c_rows, minlength=L)
+        counts[L - 1] = 0
+        seen_all &= counts[c_target] > 0
+    return total, seen_all
+
+
+def _conformal(scores: np.ndarray, level: float) -> float:
+    n = len(scores)
+    k = math.ceil((n + 1) * level)
+    if n == 0 or k > n:
+        return math.inf
+    return float(scores[k - 1])
+
+
+def calibrate(model: Any, X: pd.DataFrame, y: np.ndarray) -> Calibration:
+    """The residual-variance correction and conformal scores of a fitted model.
+
+    Runs ``model.cv`` extra fits of the estimator (folds by the first grouping column)
+    unless the loop already used out-of-fold or out-of-bag predictions.
+    """
+    from .variance import cross_fit, honest_sigma2
+
+    y = np.asarray(y, dtype=float).ravel()
+    features = model.features_
+    Xf = X[features]
+    from .threads import estimator_threads
+
+    with estimator_threads():
+        fixed_in = np.asarray(model.estimator_.predict(Xf), dtype=float).ravel()
+    xg = np.atleast_1d(np.asarray(model._re.terms[0]["fixed"], dtype=float))
+    used = y - model._re.resid[:, 0] - xg  # the fixed part lme4 saw
+    full = np.asarray(model.predict(X), dtype=float).ravel()  # f_in + X gamma + Z b
+    contribution = full - fixed_in  # X gamma + Z b
+    working = y - contribution
+    groups = model._re.frame[model.groups_[0]].cat.codes.to_numpy()
+    if model.residuals_used_ == "in_sample":
+        with estimator_threads():
+            fixed_oof = cross_fit(
+                model._base_estimator(), Xf, working, groups, cv=int(model.cv)
+            ).ravel()
+    else:
+        fixed_oof = used
+    sigma2_lme4 = float(model.lmer_.sigma) ** 2
+    hv = honest_sigma2(sigma2_lme4, working, fixed_in, fixed_oof, model.residuals_used_)
+    # conformal scores
+    partial = Calibration(
+        sigma2=hv.sigma2,
+        sigma2_lme4=sigma2_lme4,
+        fixed_error=hv.fixed_error,
+        scores_known=np.empty(0),
+        scores_new=np.empty(0),
+        mse_in=hv.mse_in,
+        mse_oof=hv.mse_oof,
+        floored=hv.floored,
+    )
+    model.calibration_ = partial
+    v_known, _ = re_variance(model, X)
+    h = np.clip(v_known / sigma2_lme4, 0.0, 0.9)
+    base = hv.sigma2 + hv.fixed_error
+    r_known = (y - fixed_oof - contribution) / (1.0 - h)
+    s_known = np.abs(r_known) / np.sqrt(base + v_known)
+    prior = _prior_variance(model, X)
+    r_new = y - fixed_oof - xg
+    s_new = np.abs(r_new) / np.sqrt(base + prior)
+    return Calibration(
+        sigma2=hv.sigma2,
+        sigma2_lme4=sigma2_lme4,
+        fixed_error=hv.fixed_error,
+        scores_known=np.sort(s_known),
+        scores_new=np.sort(s_new),
+        mse_in=hv.mse_in,
+        mse_oof=hv.mse_oof,
+        floored=hv.floored,
+    )
+
+
+def _prior_variance(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """``z'Gz`` of every row, as if each of its levels were new."""
+    blocks = _factor_blocks(model)
+    out = np.zeros(len(X))
+    for rows in blocks.values():
+        for a, b, val in rows:
+            if b is None:
+                out += _z(X, a) ** 2 * val
+            else:
+                out += 2.0 * _z(X, a) * _z(X, b) * val
+    return np.maximum(out, 0.0)
+
+
+def predict_interval(
+    model: Any,
+    X: pd.DataFrame,
+    estimate: np.ndarray,
+    *,
+    y: np.ndarray | None = None,
+    interval: str = "prediction",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """``estimate``, ``lower``, ``upper`` for the rows of ``X`` (see the module text)."""
+    from scipy.stats import norm
+
+    if interval not in ("prediction", "confidence"):
+        raise InvalidArgumentError(
+            f"interval must be 'prediction' or 'confidence', not {interval!r}"
+        )
+    if not (isinstance(level, float | int) and 0 < level < 1):
+        raise InvalidArgumentError(f"level must be a number between 0 and 1, not {level!r}")
+    cal = getattr(model, "calibration_", None)
+    if cal is None:
+        raise InvalidArgumentError("intervals need a single-target Gaussian MixedML fit")
+    observed = None
+    if y is not None:
+        grouped = X[model.groups_].notna().all(axis=1).to_numpy()
+        observed = np.isfinite(np.asarray(y, dtype=float).ravel()) & grouped
+    v_re, known = re_variance(model, X, observed)
+    known = np.asarray(known, dtype=bool)
+    base_fixed = cal.fixed_error
+    q_known = _conformal(cal.scores_known, level)
+    q_new = _conformal(cal.scores_new, level)
+    if not (math.isfinite(q_known) and math.isfinite(q_new)):
+        n = min(len(cal.scores_known), len(cal.scores_new))
+        warnings.warn(
+            f"level={level} cannot be calibrated with {n} training rows (the conformal "
+            f"quantile needs level <= n/(n+1) = {n / (n + 1):.4f}): the bounds are infinite",
+            DataWarning,
+            stacklevel=3,
+        )
+    q = np.where(known, q_known, q_new)
+    if interval == "prediction":
+        sd = np.sqrt(cal.sigma2 + base_fixed + v_re)
+        half = q * sd
+    else:
+        z = float(norm.ppf(0.5 + level / 2.0))
+        # the calibrated / Gaussian ratio of the prediction quantile carries heavy tails over
+        ratio = np.where(np.isfinite(q), q / z, np.inf)
+        half = z * np.maximum(ratio, 1.0) * np.sqrt(base_fixed + v_re)
+    est = np.asarray(estimate, dtype=float).ravel()
+    return pd.DataFrame(
+        {"estimate": est, "lower": est - half, "upper": est + half},
+        index=X.index,
+    )

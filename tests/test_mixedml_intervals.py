@@ -1,0 +1,123 @@
+"""MixedML prediction intervals, the honest residual variance and tune_in_loop."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LinearRegression
+
+from pylmer import MixedMLRegressor
+from pylmer.errors import DataWarning, InvalidArgumentError
+from pylmer.mixedml.tuning import tune_in_loop
+from pylmer.mixedml.variance import honest_sigma2
+
+
+def _data(n_groups: int, per: int, seed: int, noise: str = "normal"):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    X = pd.DataFrame(rng.uniform(0, 1, (len(g), 3)), columns=["x0", "x1", "x2"])
+    X["g"] = g
+    f = 3 * X.x0 + 2 * (X.x1 > 0.5) - 2 * X.x1 * X.x2
+    e = rng.normal(size=len(g)) if noise == "normal" else rng.standard_t(3, len(g)) / np.sqrt(3)
+    return X, (f + rng.normal(0, 1, n_groups)[g] + e).to_numpy()
+
+
+@pytest.fixture(scope="module")
+def linear():
+    X, y = _data(150, 12, 0)
+    train = (np.arange(len(X)) % 12) < 8
+    new = X.g >= 120
+    model = MixedMLRegressor(LinearRegression(), random_effects="(1 | g)")
+    model.fit(X[train & ~new], y[train & ~new])
+    return model, X, y, train, new
+
+
+def test_interval_frame_known_new_and_dynamic(linear):
+    model, X, y, train, new = linear
+    known = X[~train & ~new]
+    pi = model.predict(known, interval="prediction")
+    assert list(pi.columns) == ["estimate", "lower", "upper"]
+    assert pi.index.equals(known.index)
+    assert np.allclose(pi["estimate"], model.predict(known))
+    assert (pi.lower < pi.estimate).all() and (pi.estimate < pi.upper).all()
+    ci = model.predict(known, interval="confidence")
+    assert ((ci.upper - ci.lower) < (pi.upper - pi.lower)).all()
+    fresh = X[new]
+    wide = model.predict(fresh, interval="prediction")
+    # a new group's effect is unknown: wider than a known group's
+    assert (wide.upper - wide.lower).mean() > (pi.upper - pi.lower).mean()
+    # its own outcomes narrow it (dynamic prediction)
+    seen = pd.Series(np.where(~train[new], np.nan, y[new]), index=fresh.index)
+    dyn = model.predict(fresh, y=seen, interval="prediction")
+    later = ~train[new]
+    assert (dyn.upper - dyn.lower)[later].mean() < (wide.upper - wide.lower)[later].mean()
+
+
+def test_coverage_near_nominal_known_and_new_groups(linear):
+    model, X, y, train, new = linear
+    for rows in (~train & ~new, new):
+        pi = model.predict(X[rows], interval="prediction", level=0.9)
+        inside = (y[rows] >= pi.lower) & (y[rows] <= pi.upper)
+        # 400-600 test rows: binomial sd about 1.3 points around 0.90
+        assert 0.85 < inside.mean() < 0.95
+
+
+def test_level_that_cannot_be_calibrated_gives_infinite_bounds(linear):
+    model, X, *_ = linear
+    with pytest.warns(DataWarning, match="cannot be calibrated"):
+        pi = model.predict(X.head(3), interval="prediction", level=0.9999)
+    assert np.isinf(pi.upper).all()
+
+
+def test_interval_arguments_are_checked(linear):
+    model, X, *_ = linear
+    with pytest.raises(InvalidArgumentError, match="interval"):
+        model.predict(X.head(2), interval="credible")
+    with pytest.raises(InvalidArgumentError, match="level"):
+        model.predict(X.head(2), interval="prediction", level=95)
+
+
+def test_honest_sigma2_moves_to_the_midpoint():
+    w = np.zeros(4)
+    hv = honest_sigma2(
+        0.5, w, fixed_in=np.full(4, 0.5), fixed_oof=np.full(4, 1.5), lme4_saw="in_sample"
+    )
+    assert hv.fixed_error == pytest.approx(1.0)  # (2.25 - 0.25) / 2
+    assert hv.sigma2 == pytest.approx(1.5)
+    hv = honest_sigma2(2.5, w, fixed_in=np.full(4, 0.5), fixed_oof=np.full(4, 1.5), lme4_saw="oof")
+    assert hv.sigma2 == pytest.approx(1.5)
+
+
+def test_honest_sigma2_with_boosting_within_20_percent():
+    X, y = _data(150, 10, 1)
+    model = MixedMLRegressor(
+        HistGradientBoostingRegressor(max_iter=60, random_state=0), random_effects="(1 | g)"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    vc = model.varcorr_
+    sigma2 = float(vc.loc[vc.group == "Residual", "variance"].iloc[0])
+    assert sigma2 == pytest.approx(model.calibration_.sigma2)
+    assert abs(sigma2 - 1.0) < 0.2
+    # lme4's own estimate on in-sample residuals is too small (the estimator absorbed noise)
+    assert model.calibration_.sigma2_lme4 < sigma2
+
+
+def test_tune_in_loop_returns_a_fitted_model_with_the_chosen_parameters():
+    X, y = _data(40, 8, 2)
+    model = MixedMLRegressor(
+        HistGradientBoostingRegressor(max_iter=20, random_state=0), random_effects="(1 | g)"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuned = tune_in_loop(model, X, y, {"max_leaf_nodes": [3, 15]}, cv=2)
+    best = tuned.tuning_["best_params"]
+    assert best["max_leaf_nodes"] in (3, 15)
+    assert tuned.estimator_.max_leaf_nodes == best["max_leaf_nodes"]
+    assert len(tuned.tuning_["cv_results"]) == 2
+    assert model.estimator.max_leaf_nodes == 31  # the given model is left alone
