@@ -40,3 +40,26 @@
     sigma2 = stats::sigma(m)^2
   ))
 }
+
+# The same blocks by lme4's own dense-in-levels route (condVar(): a solve of L against all
+# of Lambda'), for a model whose blocks are not all on the factor's pattern: per grouping
+# factor, the levels x K x K values (level fastest), K the coefficients of all its terms.
+.pylmer_condvar_lme4 <- function(m) {
+  cv <- lme4:::condVar(m, scaled = TRUE)
+  gp <- m@Gp
+  nc <- lengths(m@cnms)
+  nl <- diff(gp) / nc
+  assign <- attr(m@flist, "assign")
+  out <- lapply(seq_along(m@flist), function(g) {
+    terms <- which(assign == g)
+    idx <- do.call(cbind, lapply(terms, function(t) {
+      outer(seq_len(nl[t]) - 1L, seq_len(nc[t]), function(l, c) gp[t] + l * nc[t] + c)
+    }))
+    k <- ncol(idx)
+    vals <- vapply(seq_len(nrow(idx)), function(l) as.vector(as.matrix(cv[idx[l, ], idx[l, ]])),
+                   numeric(k * k))
+    as.vector(vals)
+  })
+  names(out) <- names(m@flist)
+  out
+}

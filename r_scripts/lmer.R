@@ -264,7 +264,7 @@
   checked <- .pylmer_lmer_conv_checks(model, policy)
   model <- checked$model
   out <- c(list(model = model, na_counts = n_na[n_na > 0L]), .pylmer_lmer_extract(model),
-           list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
+           list(satterthwaite_deferred = TRUE))
   out$messages <- c(out$messages, checked$note)
   out
 }
@@ -274,12 +274,9 @@
   beta <- lme4::fixef(m)
   V <- as.matrix(stats::vcov(m, correlation = FALSE))
   se <- sqrt(diag(V))
-  re <- lme4::ranef(m, condVar = TRUE)
-  ranef_sd <- lapply(re, .pylmer_lmer_condsd)
-  ranef <- lapply(re, function(r) {
-    attr(r, "postVar") <- NULL
-    as.data.frame(r, optional = TRUE)
-  })
+  # the conditional variances (ranef_sd) are computed by pylmer on first access, from
+  # lme4's factor (condvar.R, pylmer/models/condvar.py); the Satterthwaite df too
+  ranef <- lapply(lme4::ranef(m, condVar = FALSE), as.data.frame, optional = TRUE)
   coefs <- lapply(stats::coef(m), function(r) as.data.frame(r, optional = TRUE))
   vc <- .pylmer_varcorr(m)
   ll <- stats::logLik(m)
@@ -295,7 +292,6 @@
       row.names = names(beta)
     ),
     ranef = ranef,
-    ranef_sd = ranef_sd,
     coef = coefs,
     varcorr = vc,
     sigma = stats::sigma(m),
@@ -321,19 +317,6 @@
     fixed_levels = .pylmer_lmer_fixed_levels(m),
     response = paste(deparse(stats::formula(m)[[2L]]), collapse = " ")
   )
-}
-
-# Conditional standard deviations of one grouping factor's modes (same shape).  postVar
-# is a k x k x levels array, or a list of them when the factor has several terms.
-.pylmer_lmer_condsd <- function(r) {
-  pv <- attr(r, "postVar")
-  blocks <- if (is.list(pv)) pv else list(pv)
-  sds <- unlist(lapply(blocks, function(a) {
-    lapply(seq_len(dim(a)[1L]), function(k) sqrt(a[k, k, ]))
-  }), recursive = FALSE)
-  out <- as.data.frame(sds, col.names = names(r), optional = TRUE)
-  rownames(out) <- rownames(r)
-  out
 }
 
 # Levels of the factor (or character) columns the fixed part uses: predict() checks
@@ -453,13 +436,13 @@
   attr(newresp, "na.action") <- attr(m@frame, "na.action")
   model <- lme4::refit(m, newresp = newresp)
   c(list(model = model), .pylmer_lmer_extract(model),
-    list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
+    list(satterthwaite_deferred = TRUE))
 }
 
 .pylmer_lmer_refit_ml <- function(m) {
   model <- lme4::refitML(m)
   c(list(model = model), .pylmer_lmer_extract(model),
-    list(satterthwaite = .pylmer_lmer_satterthwaite(model)))
+    list(satterthwaite_deferred = TRUE))
 }
 
 # confint.merMod with every argument pylmer passes: parm, boot.type and the profile

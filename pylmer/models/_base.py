@@ -33,7 +33,9 @@ from ..data.frames import GroupLevels, as_pandas, check_text_columns, model_fram
 from ..errors import DataError, FormulaError, InvalidArgumentError, RError
 from ..r import session as _r
 from . import influence as _influence
+from .condvar import NotOnPattern, conditional_covariances
 from .control import bad_argument, check_number
+from .lazy import LazyTables
 
 __all__ = ["MixedModel", "prepare_data", "shared_results"]
 
@@ -166,6 +168,8 @@ class MixedModel(ABC):
         The model records the levels of the fixed-effect factors (checked by ``predict``)."""
         results = cls._results(out, spec, shared_results(out, spec, data, conditions))
         model = cls(results, spec, data, out["model"])
+        if isinstance(getattr(results, "ranef_sd", None), LazyTables):
+            results.ranef_sd.bind(model._ranef_sd_tables)
         levels = out["fixed_levels"]
         model._fixed_levels = (
             {k: strings(v) for k, v in levels.items()} if isinstance(levels, dict) else {}
@@ -247,6 +251,75 @@ class MixedModel(ABC):
     def fixef(self) -> pd.DataFrame:
         """Fixed effects (the model kind's own table; see the class docstring)."""
         return self.fixef_wald
+
+    # ------------------------------------------------------------------ conditional variances
+
+    def _conditional_covariances(self) -> dict[str, np.ndarray]:
+        """Per grouping factor, the ``levels x K x K`` conditional covariances of the
+        random effects (lme4's ``postVar``), computed once by selected inversion of lme4's
+        own factor (:mod:`pylmer.models.condvar`); lme4's own route for a model whose
+        blocks are not all on the factor's pattern."""
+        cached = self.__dict__.get("_condvar")
+        if cached is None:
+            handle = self._mermod()
+            try:
+                parts = _r.call(".pylmer_condvar_parts", handle, stacklevel=4)
+                cached = conditional_covariances(parts)
+            except NotOnPattern:
+                raw = _r.call(".pylmer_condvar_lme4", handle, stacklevel=4)
+                cached = {}
+                for group, table in self.results.ranef.items():
+                    k = table.shape[1]
+                    values = np.asarray(raw[group], dtype=float)
+                    cached[group] = values.reshape(-1, k, k).transpose(0, 2, 1)
+            self._condvar = cached
+        return cached
+
+    def _ranef_sd_tables(self) -> dict[str, pd.DataFrame]:
+        """The conditional SDs, shaped like ``ranef`` (computed on first access)."""
+        cov = self._conditional_covariances()
+        return {
+            group: pd.DataFrame(
+                np.sqrt(np.einsum("lkk->lk", cov[group])),
+                index=table.index.copy(),
+                columns=table.columns.copy(),
+            )
+            for group, table in self.results.ranef.items()
+        }
+
+    @property
+    def ranef_cov(self) -> dict[str, pd.DataFrame]:
+        """Conditional covariances of the random effects per level (lme4's ``postVar``).
+
+        Per grouping factor, a DataFrame with one ``K x K`` block per level: rows
+        indexed by (level, term), columns the terms (``K`` the coefficients of all the
+        factor's terms, as in ``ranef``).  lme4's ``ranef(m, condVar = TRUE)`` gives the
+        same blocks (for a factor with several terms, the diagonal block of each term;
+        here also the covariances between them).  Computed on first access, from lme4's
+        own Cholesky factor by selected inversion, then cached.
+
+        Examples
+        --------
+        >>> m = pylmer.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)  # doctest: +SKIP
+        >>> m.ranef_cov["Subject"].loc["308"]  # doctest: +SKIP
+                     (Intercept)      Days
+        (Intercept)   145.71...    -21.9...
+        Days          -21.9...       5.2...
+        """
+        cached = self.__dict__.get("_ranef_cov")
+        if cached is None:
+            cov = self._conditional_covariances()
+            cached = {}
+            for group, table in self.results.ranef.items():
+                arr = cov[group]
+                index = pd.MultiIndex.from_product(
+                    [table.index, table.columns], names=[group, "term"]
+                )
+                cached[group] = pd.DataFrame(
+                    arr.reshape(-1, arr.shape[-1]), index=index, columns=table.columns.copy()
+                )
+            self._ranef_cov = cached
+        return cached
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "results":
@@ -613,7 +686,8 @@ def shared_results(
         "formula": spec.formula,
         "fixef": fixef,
         "ranef": by_value(out["ranef"]),
-        "ranef_sd": by_value(out["ranef_sd"]),
+        # lme4 models: conditional SDs on first access (MixedModel._ranef_sd_tables)
+        "ranef_sd": LazyTables() if out.get("ranef_sd") is None else by_value(out["ranef_sd"]),
         "coef": by_value(out["coef"]),
         "varcorr": out["varcorr"],
         "sigma": float(out["sigma"]),
