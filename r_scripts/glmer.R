@@ -229,6 +229,11 @@
     .pylmer_stop("data", "newresp has ", n, " values; the model has ", stats::nobs(m),
                  " observations")
   }
+  resp <- stats::model.response(m@frame)
+  if (is.matrix(resp) && is.null(dim(newresp))) {
+    # successes (what simulate() returns for a cbind() response): keep each row's trials
+    newresp <- cbind(newresp, rowSums(resp) - newresp)
+  }
   .pylmer_glmer_check_response(newresp, "newresp", .pylmer_glmer_family_name(m))
   model <- lme4::refit(m, newresp = newresp)
   c(list(model = model), .pylmer_glmer_extract(model))

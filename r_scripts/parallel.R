@@ -17,7 +17,9 @@
 # `old`, else the readable ones ("sd_(Intercept)|Subject", "cor_...", "sigma").
 .pylmer_par_vnames <- function(m, old = TRUE) {
   ntp <- length(lme4::getME(m, "theta"))
-  if (old) return(c(sprintf(".sig%02d", seq_len(ntp)), ".sigma"))
+  # a GLMM without a scale (binomial, Poisson) has no sigma (lme4's confint boot statistic)
+  sigma <- if (.pylmer_par_has_sigma(m)) (if (old) ".sigma" else "sigma")
+  if (old) return(c(sprintf(".sig%02d", seq_len(ntp)), sigma))
   # the theta order (Cv_to_Sv): per term, the lower triangle column by column
   # (sd1, cor21, cor31, ..., sd2, cor32, ...)
   out <- character()
@@ -32,14 +34,36 @@
       }
     }
   }
-  c(out, "sigma")
+  c(out, sigma)
+}
+
+.pylmer_par_has_sigma <- function(m) {
+  lme4::isLMM(m) || as.logical(m@devcomp$dims[["useSc"]])
 }
 
 # The statistic of lme4's confint(method = "boot"): standard deviations / correlations of
 # the random effects, sigma, fixed effects.
 .pylmer_par_stat <- function(x, vn) {
-  ss <- lme4::Cv_to_Sv(x@theta, n = lengths(x@cnms), s = stats::sigma(x))
+  nvec <- lengths(x@cnms)
+  ss <- if (lme4::isLMM(x)) {
+    lme4::Cv_to_Sv(x@theta, n = nvec, s = stats::sigma(x))
+  } else if (.pylmer_par_has_sigma(x)) {
+    c(lme4::Cv_to_Sv(x@theta, n = nvec), stats::sigma(x))  # as confint.merMod's bootFun
+  } else {
+    lme4::Cv_to_Sv(x@theta, n = nvec)
+  }
   c(stats::setNames(ss, vn), lme4::fixef(x))
+}
+
+# One column per draw: a cbind(successes, failures) draw as its successes, a factor
+# draw as 0/1 (.pylmer_par_resp turns them back into what refit() takes).
+.pylmer_par_draws <- function(ss) {
+  cols <- lapply(ss, function(s) {
+    if (is.matrix(s)) s[, 1L] else if (is.factor(s)) as.numeric(s != levels(s)[1L]) else s
+  })
+  Y <- do.call(cbind, cols)
+  dimnames(Y) <- NULL
+  Y
 }
 
 # Simulated responses exactly as bootMer(x, nsim = nsim, seed = seed) draws them (one
@@ -51,7 +75,7 @@
     stats::runif(1)
   }
   ss <- stats::simulate(m, nsim = nsim, na.action = stats::na.exclude, use.u = FALSE)
-  Y <- as.matrix(ss)
+  Y <- .pylmer_par_draws(ss)
   na_act <- attr(m@frame, "na.action")
   if (!is.null(na_act) && nrow(Y) != stats::nobs(m)) Y <- Y[-na_act, , drop = FALSE]
   dimnames(Y) <- NULL
@@ -80,6 +104,9 @@
 }
 
 .pylmer_par_resp <- function(m, y) {
+  # a cbind(successes, failures) model: y holds the successes; the trials are the model's
+  resp <- stats::model.response(m@frame)
+  if (is.matrix(resp) && is.null(dim(y))) y <- cbind(y, rowSums(resp) - y)
   # y holds one value per used row: stop refit() from dropping the NA rows a second time
   attr(y, "na.action") <- attr(m@frame, "na.action")
   y
@@ -110,7 +137,8 @@
 # function of the refitted model).
 .pylmer_boot_refit_full <- function(m, y) {
   model <- lme4::refit(m, .pylmer_par_resp(m, as.numeric(y)), control = .pylmer_par_control(m))
-  c(list(model = model), .pylmer_lmer_extract(model))
+  extract <- if (lme4::isGLMM(model)) .pylmer_glmer_extract else .pylmer_lmer_extract
+  c(list(model = model), extract(model))
 }
 
 # Percentile (or basic / normal) intervals from bootstrap draws, computed by lme4's
@@ -129,8 +157,7 @@
 # (`set.seed(seed); PBmodcomp(large, small, nsim)`), and the observed statistic.
 .pylmer_pb_setup <- function(small, large, nsim, seed = NULL) {
   if (!is.null(seed)) set.seed(seed)
-  Y <- as.matrix(stats::simulate(small, nsim = nsim))
-  dimnames(Y) <- NULL
+  Y <- .pylmer_par_draws(stats::simulate(small, nsim = nsim))
   ll_small <- stats::logLik(small, REML = FALSE)
   ll_large <- stats::logLik(large, REML = FALSE)
   list(Y = Y, stat = 2 * (as.numeric(ll_large) - as.numeric(ll_small)),

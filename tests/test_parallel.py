@@ -1,7 +1,7 @@
 """pylmer.parallel: bootstrap, PB test and lmer_many equal plain R, and the same in
 worker processes (joblib's loky) and on a real Dask cluster (2 worker processes).
 
-Reference values come from plain R on this machine (r_scripts/reference_parallel.R:
+Reference values come from plain R on this machine (tests/reference_parallel.R:
 bootMer, confint(method = "boot"), PBmodcomp, a loop of refit + lmerTest).
 """
 
@@ -268,3 +268,45 @@ def test_progress_bar(many_data, capsys):
     )
     err = capsys.readouterr().err
     assert "lmer_many" in err and "3/3" in err
+
+
+# ---------------------------------------------------------------- GLMMs (issue 21)
+
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+@pytest.fixture(scope="module")
+def cbpp_models(r_session):
+    cbpp = datasets.load("cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = pylmer.glmer(CBPP, cbpp)
+        m0 = pylmer.glmer("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", cbpp)
+    return m, m0
+
+
+def test_glmer_cbind_refit_takes_simulate(cbpp_models):
+    m, _ = cbpp_models
+    sim = m.simulate(2, seed=1)
+    refit = m.refit(sim["sim_1"])  # successes: the trials are the model's
+    assert refit.nobs == m.nobs and np.isfinite(refit.loglik)
+    size = datasets.load("cbpp")["size"].to_numpy()
+    both = m.refit(np.column_stack([sim["sim_1"], size - sim["sim_1"]]))
+    np.testing.assert_allclose(both.loglik, refit.loglik, rtol=1e-10)
+
+
+def test_glmer_bootstrap_equals_r_and_is_invariant_to_n_jobs(cbpp_models):
+    m, m0 = cbpp_models
+    ref = reference("reference_parallel_glmm.R", "cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = P.bootstrap_confint(m, nsim=8, seed=1)
+        ci2 = P.bootstrap_confint(m, nsim=8, seed=1, n_jobs=2)
+        table = P.bootstrap_anova(m0, m, nsim=8, seed=3, n_jobs=2)
+    assert list(ci.index) == ref["ci_names"]  # no .sigma for a binomial GLMM, as in R
+    np.testing.assert_allclose(ci.iloc[:, 0], ref["lower"], rtol=RTOL)
+    np.testing.assert_allclose(ci.iloc[:, 1], ref["upper"], rtol=RTOL)
+    pd.testing.assert_frame_equal(ci, ci2)
+    np.testing.assert_allclose(table.attrs["ref"], ref["ref"], rtol=RTOL)
+    np.testing.assert_allclose(table.loc["LRT", "stat"], ref["stat"], rtol=RTOL)
+    assert table.loc["PBtest", "p_value"] == pytest.approx(ref["p_pb"], rel=1e-12)
