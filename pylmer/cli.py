@@ -8,6 +8,8 @@
     pylmer datasets [NAME] [--out FILE]
     pylmer validate DATA.csv "y ~ x + (1|g)" [--ml] [--tol 1e-6]
 
+Global flags go before or after the command (``pylmer -q fit ...``).  The validation
+library behind ``validate`` is :mod:`pylmer.validate`.
 CSV files are read with :func:`pandas.read_csv`; string columns become factors (levels
 in sorted order).  Progress goes to stderr, results to stdout and files.  Errors print
 one line ``pylmer: error: ...`` on stderr and exit with status 2 (bad usage) or 1 (data,
@@ -17,10 +19,7 @@ formula, R or file errors).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,18 +31,9 @@ from typing import Any, NoReturn
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, FormulaError, PylmerError, RError
+from .errors import DataError, FormulaError, PylmerError
 
-__all__ = [
-    "build_parser",
-    "compare_with_r",
-    "grouping_columns",
-    "main",
-    "ranef_long",
-    "read_r_fit",
-    "relative_difference",
-    "start_r_fit",
-]
+__all__ = ["build_parser", "grouping_columns", "main", "ranef_long"]
 
 _DEFAULT_OUT = "pylmer_out"
 
@@ -132,6 +122,24 @@ def ranef_long(
 def _fit(args: argparse.Namespace, data: pd.DataFrame, say: _Reporter) -> Any:
     from .models.lmer import lmer
 
+    if getattr(args, "model", None) == "glmmtmb":
+        from .models.glmmtmb import glmmtmb
+
+        family = args.family or "gaussian"
+        say(f"fitting {args.formula} ({family}) with glmmTMB ({len(data)} rows)")
+        t0 = time.perf_counter()
+        model = glmmtmb(
+            args.formula,
+            data,
+            family=family,
+            link=args.link,
+            ziformula=args.zi,
+            dispformula=args.disp,
+        )
+        say(f"fitted in {time.perf_counter() - t0:.1f} s")
+        return model
+    if getattr(args, "zi", None) or getattr(args, "disp", None):
+        raise ValueError("--zi and --disp need --model glmmtmb")
     if args.family is not None:
         from .models.glmer import glmer
 
@@ -156,7 +164,7 @@ def _fit(args: argparse.Namespace, data: pd.DataFrame, say: _Reporter) -> Any:
 def _cmd_fit(args: argparse.Namespace, say: _Reporter) -> int:
     data = _read_csv(args.data, say)
     model = _fit(args, data, say)
-    if args.family is not None:  # a GLMM's fixef holds its Wald z tests
+    if args.family is not None or args.model == "glmmtmb":  # fixef: Wald z tests
         fixef = model.fixef
         print(model.summary(), end="")
     else:
@@ -364,219 +372,9 @@ def _cmd_datasets(args: argparse.Namespace, say: _Reporter) -> int:
 # ------------------------------------------------------------------ validate
 
 
-def _r_script(name: str) -> Path:
-    here = Path(__file__).resolve().parent
-    for folder in (here / "r_scripts", here.parent / "r_scripts"):
-        if (folder / name).is_file():
-            return folder / name
-    raise OSError(f"pylmer's R script {name} is missing (looked beside {here})")
-
-
-def start_r_fit(
-    source: str | os.PathLike[str],
-    formula: str,
-    reml: bool,
-    out_json: str | os.PathLike[str],
-    *,
-    rscript: str = "Rscript",
-    family: str | None = None,
-    link: str | None = None,
-) -> subprocess.Popen:
-    """Start fitting a model in a separate plain ``Rscript`` process (``r_scripts/validate.R``).
-
-    Parameters
-    ----------
-    source : str or path-like
-        A CSV file, or ``"lme4:NAME"`` for one of lme4's data sets.
-    formula : str
-        The lme4 formula.
-    reml : bool
-        REML or maximum likelihood.
-    out_json : str or path-like
-        Where the R process writes its results (read them with :func:`read_r_fit`).
-    rscript : str
-        The Rscript executable.
-    family, link : str, optional
-        Fit a GLMM with lme4's ``glmer`` (``glmer.nb`` for ``"negative_binomial"``);
-        ``reml`` is then ignored.
-
-    Returns
-    -------
-    subprocess.Popen
-        The running process; ``wait()`` for it (its stderr is a pipe).
-    """
-    exe = shutil.which(rscript)
-    if exe is None:
-        raise OSError(f"cannot find {rscript!r} on PATH: install R or pass --rscript")
-    cmd = [exe, str(_r_script("validate.R")), str(source), formula, str(bool(reml)).upper()]
-    cmd.append(str(out_json))
-    if family is not None:
-        from .models.glmer import _family
-
-        cmd += list(_family(family, link))
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_r(proc: subprocess.Popen) -> None:
-    _, err = proc.communicate()
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (err or "").splitlines() if ln.strip()]
-        detail = " ".join(lines[-2:]) if lines else f"exit status {proc.returncode}"
-        raise RError(f"the plain-R fit (Rscript) failed: {detail}")
-
-
-def _frame(obj: dict[str, Any]) -> pd.DataFrame:
-    names = [str(n) for n in np.atleast_1d(obj["names"])]
-    columns = {}
-    for name in names:
-        values = np.atleast_1d(np.asarray(obj["columns"][name], dtype=object))
-        columns[name] = [np.nan if v is None else v for v in values]
-    frame = pd.DataFrame(columns, index=[str(i) for i in np.atleast_1d(obj["index"])])
-    for name in names:
-        try:
-            frame[name] = frame[name].astype(float)
-        except (TypeError, ValueError):
-            pass
-    return frame
-
-
-def read_r_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read the JSON written by ``r_scripts/validate.R`` into pandas / numpy values.
-
-    Returns
-    -------
-    dict
-        ``fixef`` (DataFrame: estimate, std_error), ``vcov``, ``theta``, ``fitted``,
-        ``residuals``, ``rows`` (0-based) as arrays; ``ranef`` and ``ranef_sd`` as dicts of
-        DataFrames; ``varcorr`` (DataFrame); ``sigma``, ``loglik``; ``meta``.
-    """
-    raw = json.loads(Path(path).read_text())
-    fixef = pd.DataFrame(
-        {
-            "estimate": np.atleast_1d(np.asarray(raw["fixef"]["estimate"], dtype=float)),
-            "std_error": np.atleast_1d(np.asarray(raw["fixef"]["std_error"], dtype=float)),
-        },
-        index=[str(n) for n in np.atleast_1d(raw["fixef"]["names"])],
-    )
-    vector = {k: np.atleast_1d(np.asarray(raw[k], dtype=float)) for k in ("theta", "fitted")}
-    return {
-        "meta": raw["meta"],
-        "fixef": fixef,
-        "vcov": np.atleast_2d(np.asarray(raw["vcov"], dtype=float)),
-        "ranef": {g: _frame(v) for g, v in raw["ranef"].items()},
-        "ranef_sd": {g: _frame(v) for g, v in raw["ranef_sd"].items()},
-        "varcorr": _frame(raw["varcorr"]),
-        "sigma": float(raw["sigma"]),
-        "loglik": float(raw["loglik"]),
-        "rows": np.atleast_1d(np.asarray(raw["rows"], dtype=np.int64)) - 1,
-        "residuals": np.atleast_1d(np.asarray(raw["residuals"], dtype=float)),
-        **vector,
-    }
-
-
-def relative_difference(ours: Any, theirs: Any) -> float:
-    """Largest elementwise ``|ours - theirs| / max(|theirs|, floor)``.
-
-    The floor is 1e-3 times the largest ``|theirs|``, so entries near zero (residuals,
-    random effects) are measured against the scale of the quantity instead of blowing
-    up.  Mismatched shapes, or a NaN on one side only, give ``inf``.
-    """
-    a = np.asarray(ours, dtype=float)
-    b = np.asarray(theirs, dtype=float)
-    if a.shape != b.shape:
-        return float("inf")
-    if a.size == 0:
-        return 0.0
-    nan_a, nan_b = np.isnan(a), np.isnan(b)
-    if (nan_a != nan_b).any():
-        return float("inf")
-    a, b = a[~nan_a], b[~nan_b]
-    if a.size == 0:
-        return 0.0
-    scale = float(np.max(np.abs(b)))
-    floor = 1e-3 * scale if scale > 0 else 1.0
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor)))
-
-
-def _aligned(ours: pd.DataFrame, theirs: pd.DataFrame) -> np.ndarray | None:
-    index = [str(i) for i in ours.index]
-    if set(index) != set(theirs.index) or set(map(str, ours.columns)) != set(theirs.columns):
-        return None
-    frame = ours.copy()
-    frame.index, frame.columns = index, [str(c) for c in ours.columns]
-    return frame.loc[theirs.index, theirs.columns].to_numpy(dtype=float)
-
-
-def compare_with_r(model: Any, reference: dict[str, Any]) -> pd.DataFrame:
-    """Compare a fitted :class:`~pylmer.LmerModel` with a plain-R fit (:func:`read_r_fit`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per quantity (``fixef``, ``std_error``, ``vcov``, ``theta``, ``sigma``,
-        ``loglik``, ``varcorr``, ``ranef``, ``ranef_sd``, ``fitted``, ``residuals``) with
-        the number of values compared (``n``) and the largest relative difference
-        (:func:`relative_difference`; ``inf`` when names or shapes differ).
-    """
-    res = model.results
-    rows: list[tuple[str, int, float]] = []
-
-    def add(name: str, ours: Any, theirs: Any) -> None:
-        rows.append(
-            (
-                name,
-                int(np.size(theirs)),
-                np.inf if ours is None else relative_difference(ours, theirs),
-            )
-        )
-
-    ref_fixef = reference["fixef"]
-    same_terms = set(map(str, res.fixef.index)) == set(ref_fixef.index)
-    fixef = res.fixef.set_axis([str(i) for i in res.fixef.index]).reindex(ref_fixef.index)
-    add("fixef", fixef["estimate"] if same_terms else None, ref_fixef["estimate"])
-    add("std_error", fixef["std_error"] if same_terms else None, ref_fixef["std_error"])
-    vcov = res.vcov.set_axis([str(i) for i in res.vcov.index])
-    vcov = vcov.set_axis([str(c) for c in res.vcov.columns], axis=1)
-    add(
-        "vcov",
-        vcov.loc[ref_fixef.index, ref_fixef.index] if same_terms else None,
-        reference["vcov"],
-    )
-    add("theta", res.theta.to_numpy(), reference["theta"])
-    add("sigma", res.sigma, reference["sigma"])
-    add("loglik", res.loglik, reference["loglik"])
-    vc_ref = reference["varcorr"]
-    ours_vc = res.varcorr.reset_index(drop=True)
-    same_vc = len(ours_vc) == len(vc_ref) and list(ours_vc["group"].astype(str)) == list(
-        vc_ref["group"].astype(str)
-    )
-    add(
-        "varcorr",
-        ours_vc[["variance", "sd_or_cor"]].to_numpy() if same_vc else None,
-        vc_ref[["variance", "sd_or_cor"]].to_numpy(),
-    )
-    for key in ("ranef", "ranef_sd"):
-        ours_all, theirs_all = [], []
-        ok = set(getattr(res, key)) == set(reference[key])
-        for group, theirs in reference[key].items():
-            ours = _aligned(getattr(res, key)[group], theirs) if ok else None
-            ok = ok and ours is not None
-            if ok:
-                ours_all.append(ours.ravel())
-            theirs_all.append(theirs.to_numpy(dtype=float).ravel())
-        add(key, np.concatenate(ours_all) if ok else None, np.concatenate(theirs_all))
-    used = reference["rows"]
-    fitted = res.fitted.to_numpy()
-    if used.size and used.max() < fitted.size:
-        add("fitted", fitted[used], reference["fitted"])
-        add("residuals", res.residuals.to_numpy()[used], reference["residuals"])
-    else:
-        add("fitted", None, reference["fitted"])
-        add("residuals", None, reference["residuals"])
-    return pd.DataFrame(rows, columns=["quantity", "n", "max_rel_diff"])
-
-
 def _cmd_validate(args: argparse.Namespace, say: _Reporter) -> int:
+    from .validate import compare_with_r, read_r_fit, start_r_fit, wait_r_fit
+
     data = _read_csv(args.data, say)
     with tempfile.TemporaryDirectory(prefix="pylmer-validate-") as tmp:
         out_json = Path(args.keep) if args.keep else Path(tmp) / "r_fit.json"
@@ -598,7 +396,7 @@ def _cmd_validate(args: argparse.Namespace, say: _Reporter) -> int:
             proc.wait()
             raise
         say("waiting for Rscript")
-        _wait_r(proc)
+        wait_r_fit(proc)
         reference = read_r_fit(out_json)
         r_seconds = time.perf_counter() - t0
     table = compare_with_r(model, reference)
@@ -637,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="lme4's linear mixed models from the command line (R runs embedded).",
     )
     parser.add_argument("--version", action="version", version=f"pylmer {__version__}")
+    # -q works before the command (pylmer -q fit ...) and after it (pylmer fit -q ...):
+    # two dests, since a subcommand's default would overwrite the global one
+    parser.add_argument(
+        "-q", "--quiet", dest="global_quiet", action="store_true", help="no progress lines"
+    )
     common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -652,6 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
             "negative_binomial",
         )
         p.add_argument("--link", metavar="NAME", help="the GLMM's link (default: canonical)")
+        p.add_argument(
+            "--model",
+            choices=("lme4", "glmmtmb"),
+            default="lme4",
+            help="lme4 (lmer / glmer, default) or glmmtmb (then --family takes glmmTMB's "
+            "families: nbinom2, beta, tweedie, ...)",
+        )
+        p.add_argument("--zi", metavar="FORMULA", help='glmmTMB zero inflation, e.g. "~ x"')
+        p.add_argument("--disp", metavar="FORMULA", help='glmmTMB dispersion, e.g. "~ x"')
 
     p = sub.add_parser("fit", parents=[common], help="fit a model; print the summary, write CSVs")
     model_args(p)
@@ -777,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0)
+    args.quiet = args.quiet or args.global_quiet
     say = _Reporter(args.quiet)
     run: Callable[[argparse.Namespace, _Reporter], int] = args.func
     with warnings.catch_warnings():
