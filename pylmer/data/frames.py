@@ -1,12 +1,6 @@
 """The user's data on its way to R: accepted frame types, the columns a model uses, and
-one canonical mapping between Python group values and R factor levels.
-
-R names factor levels by text.  Left to R, an integer group id ``3`` becomes the level
-``"3"``, ``10**12`` (a double in R) becomes ``"1e+12"`` and a float ``1.0`` becomes
-``"1"``, while Python knows them as ``3``, ``1000000000000`` and ``1.0``.  Here every
-grouping column is turned into a factor *before* it crosses, with labels made by
-:func:`label` (deterministic per value, so training data and new data agree) and levels in
-the values' own sort order; results map the labels back to the original values.
+checks of suspicious text columns.  Grouping columns are coded by
+:class:`pylmer.data.coding.GroupCoding`.
 """
 
 from __future__ import annotations
@@ -15,12 +9,11 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..errors import DataError, DataWarning
 
-__all__ = ["GroupLevels", "as_pandas", "check_text_columns", "label", "model_frame"]
+__all__ = ["as_pandas", "check_text_columns", "model_frame", "type_name"]
 
 
 def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
@@ -36,8 +29,9 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
     """
     if isinstance(data, pd.DataFrame):
         return data
+    given = data
     module = type(data).__module__.split(".")[0]
-    if module == "polars" and hasattr(data, "to_arrow"):
+    if module == "polars" and type(data).__name__ == "DataFrame":
         data = data.to_arrow()
         module = "pyarrow"
     if module == "pyarrow" and hasattr(data, "to_pandas") and hasattr(data, "schema"):
@@ -47,8 +41,16 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
             raise DataError(f"{what}: cannot convert the Arrow table to pandas: {exc}") from None
     raise DataError(
         f"{what} must be a pandas DataFrame, a polars DataFrame or a pyarrow Table, "
-        f"not {type(data).__module__}.{type(data).__name__}"
+        f"not {type_name(given)}"
     )
+
+
+def type_name(obj: Any) -> str:
+    """The type of ``obj`` as a user writes it: ``polars.DataFrame``, ``numpy.ndarray``,
+    ``list`` (top-level package and class, not the defining submodule)."""
+    module = type(obj).__module__.split(".")[0]
+    name = type(obj).__qualname__
+    return name if module == "builtins" else f"{module}.{name}"
 
 
 def model_frame(data: pd.DataFrame, columns: Iterable[str], what: str = "data") -> pd.DataFrame:
@@ -66,100 +68,6 @@ def model_frame(data: pd.DataFrame, columns: Iterable[str], what: str = "data") 
     out = data.iloc[:, keep].copy()
     out.columns = [names[i] for i in keep]
     return out
-
-
-# ------------------------------------------------------------------ group labels
-
-
-def label(value: Any) -> str:
-    """Return the R level text of one group value (the same for training and new data).
-
-    Integers (Python, numpy, integral floats) print as integers, other floats with
-    ``repr`` (round trip), booleans as R's ``TRUE``/``FALSE``, text unchanged.
-    """
-    if isinstance(value, bool | np.bool_):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        v = float(value)
-        return str(int(v)) if v.is_integer() and abs(v) < 2**63 else repr(v)
-    return str(value)
-
-
-def _labels(values: np.ndarray) -> list[str]:
-    return [label(v) for v in values]
-
-
-class GroupLevels:
-    """The label <-> value mapping of the grouping columns of one model.
-
-    Parameters
-    ----------
-    columns : iterable of str
-        The grouping columns (from R's parse of the formula).
-    """
-
-    def __init__(self, columns: Iterable[str] = ()):
-        self.columns = list(columns)
-        self.mapping: dict[str, dict[str, Any]] = {}
-
-    def encode(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Return ``data`` with the grouping columns as categoricals of labels.
-
-        The labels of a value do not depend on the other values, so training data and new
-        data agree; the mapping back to values grows with every frame encoded.
-        """
-        present = [c for c in self.columns if c in data.columns]
-        if not present:
-            return data
-        out = data.copy(deep=False)
-        for col in present:
-            cat, mapping = _encode_column(out[col], col)
-            out[col] = cat
-            self.mapping.setdefault(col, {}).update(mapping)
-        return out
-
-    def decode_index(self, group: str, index: pd.Index) -> pd.Index:
-        """Map the level labels of a random-effects table back to the original values."""
-        mapping = self.mapping.get(group)
-        if not mapping:
-            return index
-        values = [mapping.get(str(v), v) for v in index]
-        try:
-            return pd.Index(values, name=index.name)
-        except (TypeError, ValueError):  # mixed types: keep them as objects
-            return pd.Index(values, dtype=object, name=index.name)
-
-
-def _encode_column(series: pd.Series, name: str) -> tuple[pd.Series, dict[str, Any]]:
-    """One grouping column as a categorical of labels, levels in the values' sort order."""
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        cats = dtype.categories
-        if pd.api.types.is_string_dtype(cats) or pd.api.types.is_object_dtype(cats):
-            mapping = {str(c): c for c in cats}
-            return series, mapping
-        labels = _labels(cats.to_numpy())
-        _check_unique(labels, name)
-        new = series.cat.rename_categories(labels)
-        return new, dict(zip(labels, cats.tolist(), strict=True))
-    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-        codes, uniques = pd.factorize(series, sort=True, use_na_sentinel=True)
-        values = np.asarray(uniques.tolist(), dtype=object)
-        labels = _labels(values)
-        _check_unique(labels, name)
-        cat = pd.Categorical.from_codes(codes, categories=labels)
-        return pd.Series(cat, index=series.index, name=series.name), dict(
-            zip(labels, values.tolist(), strict=True)
-        )
-    # text: R's own labels already are the values
-    return series, {}
-
-
-def _check_unique(labels: list[str], name: str) -> None:
-    if len(set(labels)) < len(labels):
-        raise DataError(f"grouping column {name!r} has distinct values with the same label")
 
 
 # ------------------------------------------------------------------ suspicious text
