@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import datasets
+from .compare import compare, cross_validate
 from .errors import (
     DataError,
     DataWarning,
@@ -82,7 +83,9 @@ __all__ = [
     "__version__",
     "anova",
     "bootstrap",
+    "compare",
     "cooks_distance",
+    "cross_validate",
     "datasets",
     "emmeans",
     "glmer",
