@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, FormulaError, PylmerError
+from .errors import DataError, DroppedRowsWarning, FormulaError, PylmerError, warn
 
 __all__ = ["build_parser", "grouping_columns", "main", "ranef_long"]
 
@@ -177,9 +177,27 @@ def _cmd_fit(args: argparse.Namespace, say: _Reporter) -> int:
         _write_csv(ranef_long(model.ranef, model.ranef_sd), out / "ranef.csv"),
         _write_csv(model.varcorr, out / "varcorr.csv"),
     ]
+    if args.check is not None:
+        written.append(_write_check(model, Path(args.check), say))
     say(f"wrote {', '.join(str(p) for p in written)}")
     say.done()
     return 0
+
+
+def _write_check(model: Any, path: Path, say: _Reporter) -> Path:
+    """Draw pylmer.plot.check_model(model) into ``path`` (PNG, PDF, SVG by its suffix)."""
+    if not hasattr(model, "cooks_distance") or type(model).__name__ == "GlmmTMBModel":
+        raise ValueError("--check draws lmer and glmer fits (not glmmTMB)")
+    import matplotlib
+
+    matplotlib.use("Agg")  # this process draws files only
+    from .plot import check_model
+
+    say("drawing the model check (refits without each level of the first grouping factor)")
+    fig = check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def _cmd_predict(args: argparse.Namespace, say: _Reporter) -> int:
@@ -285,11 +303,10 @@ def _cmd_mixedml(args: argparse.Namespace, say: _Reporter) -> int:
     if len(n_missing):
         keep = data[[args.target, *groups]].notna().all(axis=1)
         per_column = ", ".join(f"{c!r}: {n}" for c, n in n_missing.items())
-        warnings.warn(
+        warn(
             f"dropping {int((~keep).sum())} of {len(data)} rows with missing values "
             f"(missing per column: {per_column})",
-            UserWarning,
-            stacklevel=2,
+            DroppedRowsWarning,
         )
         data = data[keep]
         if data.empty:
@@ -477,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-pvalues",
         action="store_true",
         help="leave the Satterthwaite df and p-values out of the table and fixef.csv",
+    )
+    p.add_argument(
+        "--check",
+        metavar="FILE.png",
+        help="also draw the model-check figure (pylmer.plot.check_model) into this file",
     )
     p.set_defaults(func=_cmd_fit)
 

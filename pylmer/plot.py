@@ -3,7 +3,9 @@
 - :func:`caterpillar`: random effects per level with conditional intervals;
 - :func:`residual_plot`, :func:`qq_plot` and :func:`diagnostics`: residual checks;
 - :func:`observed_vs_fitted`: one small panel per group level;
-- :func:`convergence_trace`: the iterations of a :class:`~pylmer.MixedMLRegressor`.
+- :func:`convergence_trace`: the iterations of a :class:`~pylmer.MixedMLRegressor`;
+- :func:`check_model`: one figure to check a fitted model at a glance;
+- :func:`power_curve`: power against design size (:func:`pylmer.power_curve`).
 
 Each function takes a fitted :class:`~pylmer.LmerModel` (or its
 :class:`~pylmer.results.LmerResults`, or a fitted :class:`~pylmer.MixedMLRegressor`
@@ -32,9 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "caterpillar",
+    "check_model",
     "convergence_trace",
     "diagnostics",
     "observed_vs_fitted",
+    "power_curve",
     "qq_plot",
     "residual_plot",
 ]
@@ -406,6 +410,347 @@ def convergence_trace(model: Any, *, ax: Sequence[Axes] | None = None) -> Figure
     for axis in axes:
         axis.set_xlabel("iteration")
     fig = axes[0].figure
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ power curve
+
+
+def power_curve(curve: pd.DataFrame, *, target: float = 0.8, ax: Axes | None = None) -> Axes:
+    """Power against design size, with exact 95% intervals (from :func:`pylmer.power_curve`).
+
+    Parameters
+    ----------
+    curve : pandas.DataFrame
+        The result of :func:`pylmer.power_curve` (columns ``size``, ``power``,
+        ``ci_low``, ``ci_high``).
+    target : float
+        Power drawn as a dashed reference line (e.g. 0.8); the first size reaching it is
+        marked.
+    ax : Axes, optional
+        Where to draw; default: a new figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    need = {"size", "power", "ci_low", "ci_high"}
+    if not isinstance(curve, pd.DataFrame) or not need <= set(curve.columns):
+        raise InvalidArgumentError(
+            "power_curve() draws the DataFrame of pylmer.power_curve (columns size, power, "
+            "ci_low, ci_high)",
+            argument="curve",
+        )
+    ax = ax if ax is not None else _pyplot().subplots(figsize=(6, 4))[1]
+    x = curve["size"].to_numpy(dtype=float)
+    y = curve["power"].to_numpy(dtype=float)
+    ax.fill_between(
+        x,
+        curve["ci_low"],
+        curve["ci_high"],
+        color="C0",
+        alpha=0.2,
+        lw=0,
+        label="95% interval (exact binomial)",
+    )
+    ax.plot(x, y, "o-", color="C0", label="power")
+    ax.axhline(target, color="grey", ls="--", lw=1)
+    ax.text(x.min(), target, f" {target:.0%}", va="bottom", ha="left", color="grey", fontsize=8)
+    reached = np.flatnonzero(y >= target)
+    if reached.size:
+        ax.axvline(x[reached[0]], color="C3", ls=":", lw=1)
+        ax.annotate(
+            f"{target:.0%} at {x[reached[0]]:g}",
+            (x[reached[0]], y[reached[0]]),
+            textcoords="offset points",
+            xytext=(6, -14),
+            color="C3",
+            fontsize=9,
+        )
+    attrs = curve.attrs
+    along, within = attrs.get("along"), attrs.get("within")
+    if along and within:
+        xlabel = f"values of {along} per level of {within}"
+    elif along:
+        xlabel = f"levels of {along}"
+    else:
+        xlabel = "size"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("power")
+    ax.set_ylim(-0.02, 1.02)
+    ax.yaxis.set_major_formatter(_pyplot().matplotlib.ticker.PercentFormatter(1.0))
+    title = "Power curve"
+    if attrs.get("test"):
+        nsim = int(curve["nsim"].iloc[0]) if "nsim" in curve else None
+        title += f": {attrs['test']} ({attrs.get('method')}, alpha {attrs.get('alpha', 0.05):g}"
+        title += f", {nsim} simulations per size)" if nsim else ")"
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+# ------------------------------------------------------------------ model check
+
+
+def _observed(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """The observed response on the used rows and its binomial totals (1 unless a
+    ``cbind(successes, failures)`` response), or None when the left-hand side is not
+    something pandas can evaluate."""
+    formula = model.formula
+    lhs = formula.split("~", 1)[0].strip()
+    data = model.data
+    used = model.results.fitted.notna().to_numpy()
+    try:
+        if lhs.startswith("cbind(") and lhs.endswith(")"):
+            inner = lhs[len("cbind(") : -1]
+            depth, cut = 0, None
+            for i, ch in enumerate(inner):
+                depth += ch == "("
+                depth -= ch == ")"
+                if ch == "," and depth == 0:
+                    cut = i
+                    break
+            if cut is None:
+                return None
+            s = np.asarray(data.eval(inner[:cut].strip().strip("`")), dtype=float)
+            f = np.asarray(data.eval(inner[cut + 1 :].strip().strip("`")), dtype=float)
+            total = s + f
+            return (s / total)[used], total[used]
+        name = lhs.strip("`")
+        col = data[name] if name in data.columns else data.eval(lhs)
+        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object:
+            first = col.cat.categories[0] if hasattr(col, "cat") else sorted(col.dropna())[0]
+            values = (col != first).astype(float).to_numpy()
+        else:
+            values = np.asarray(col, dtype=float)
+        return values[used], np.ones(int(used.sum()))
+    except Exception:  # an expression pandas cannot evaluate (e.g. log(y))
+        return None
+
+
+def _scale_location(fitted: np.ndarray, scaled: np.ndarray, ax: Axes) -> None:
+    root = np.sqrt(np.abs(scaled))
+    ax.scatter(fitted, root, s=8, alpha=_alpha(fitted.size), lw=0)
+    centres, means = _binned_means(fitted, root)
+    ax.plot(centres, means, color="C3", lw=1.5, label="binned mean")
+    ax.set_xlabel("fitted")
+    ax.set_ylabel("√|scaled residual|")
+    ax.set_title("Scale-location (flat: constant variance)")
+    ax.legend(loc="best", fontsize=8)
+
+
+def _ranef_qq(values: np.ndarray, group: str, term: str, ax: Axes) -> None:
+    qq_plot(values, ax=ax)
+    if len(values) <= 200:  # few levels: larger points
+        ax.collections[-1].set_sizes([18])
+    ax.set_ylabel(f"conditional mode ({len(values)} levels)")
+    ax.set_title(f"QQ of random effect: {term} | {group}")
+
+
+def _influence_panel(model: Any, group: str, max_levels: int, ax: Axes) -> None:
+    n_levels = len(model.results.ranef[group])
+    if n_levels <= max_levels:
+        cd = model.cooks_distance(groups=group).sort_values()
+        ypos = np.arange(len(cd))
+        ax.barh(ypos, cd.to_numpy(), color="C0", height=0.7)
+        ax.set_yticks(ypos)
+        ax.set_yticklabels([str(v) for v in cd.index], fontsize=7 if len(cd) > 20 else 8)
+        cut = 4 / n_levels
+        ax.axvline(cut, color="C3", ls="--", lw=1, label=f"4 / {n_levels} levels")
+        ax.set_xlabel("Cook's distance (leave one level out)")
+        ax.set_ylabel(group)
+        ax.set_title(f"Influence of each {group} (refits without it)")
+        ax.legend(loc="lower right", fontsize=8)
+        return
+    cd = model.cooks_distance().to_numpy()
+    used = np.isfinite(cd)
+    ax.scatter(np.flatnonzero(used), cd[used], s=8, alpha=_alpha(int(used.sum())), lw=0)
+    for i in np.argsort(np.where(used, cd, -np.inf))[-3:]:
+        level = model.data[group].iloc[i] if group in model.data else i
+        ax.annotate(
+            f"{group} {level}", (i, cd[i]), fontsize=7, xytext=(3, 0), textcoords="offset points"
+        )
+    ax.set_xlabel("observation")
+    ax.set_ylabel("Cook's distance (lme4, one-step)")
+    ax.set_title(f"Influence of observations ({n_levels} levels of {group}: no refits)")
+
+
+def _predictive_panel(
+    model: Any, observed: tuple[np.ndarray, np.ndarray] | None, nsim: int, seed: int, ax: Axes
+) -> None:
+    if observed is None:
+        ax.text(
+            0.5,
+            0.5,
+            "the response is an expression:\nno observed-vs-simulated check",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+        return
+    y, total = observed
+    sims = model.simulate(nsim=nsim, seed=seed).to_numpy(dtype=float)
+    if not np.all(total == 1):
+        sims = sims / total[:, None]
+    values = np.unique(y[np.isfinite(y)])
+    discrete = values.size <= 12 and np.allclose(values, np.round(values))
+    if discrete:
+        grid = np.union1d(values, np.unique(sims[np.isfinite(sims)]))[:25]
+        obs = np.array([np.mean(y == v) for v in grid])
+        sim = np.array([[np.mean(sims[:, j] == v) for v in grid] for j in range(sims.shape[1])])
+        lo, mid, hi = np.quantile(sim, [0.05, 0.5, 0.95], axis=0)
+        ax.bar(grid, obs, width=0.6, color="C0", alpha=0.6, label="observed")
+        ax.errorbar(
+            grid,
+            mid,
+            yerr=[mid - lo, hi - mid],
+            fmt="o",
+            color="C3",
+            ms=4,
+            label=f"simulated (median, 90% of {nsim})",
+        )
+        ax.set_xticks(grid)
+        ax.set_xlabel("response value")
+        ax.set_ylabel("share of observations")
+    else:
+        from scipy.stats import gaussian_kde
+
+        finite = y[np.isfinite(y)]
+        lo, hi = (
+            np.nanmin([finite.min(), np.nanmin(sims)]),
+            np.nanmax([finite.max(), np.nanmax(sims)]),
+        )
+        grid = np.linspace(lo, hi, 200)
+        for j in range(sims.shape[1]):
+            s = sims[:, j]
+            s = s[np.isfinite(s)]
+            if s.size > 1 and np.ptp(s) > 0:
+                ax.plot(
+                    grid,
+                    gaussian_kde(s)(grid),
+                    color="C3",
+                    alpha=0.15,
+                    lw=0.8,
+                    label=f"simulated ({nsim} draws)" if j == 0 else None,
+                )
+        ax.plot(grid, gaussian_kde(finite)(grid), color="C0", lw=2, label="observed")
+        ax.set_xlabel("response" if np.all(total == 1) else "proportion")
+        ax.set_ylabel("density")
+    ax.set_title("Observed vs simulated responses (from the fit)")
+    ax.legend(loc="best", fontsize=8)
+
+
+def _binned_residuals(model: Any, observed: tuple[np.ndarray, np.ndarray] | None, ax: Axes) -> None:
+    if observed is None:
+        ax.text(
+            0.5,
+            0.5,
+            "the response is an expression:\nno binned residuals",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+        return
+    y, total = observed
+    res = model.results
+    mu = res.fitted.to_numpy()[res.fitted.notna().to_numpy()]
+    r = y - mu
+    family = getattr(model, "family", "")
+    var = mu * (1 - mu) / total if family == "binomial" else np.full_like(mu, np.var(r))
+    if family == "poisson":
+        var = mu
+    bins = int(max(5, min(40, np.sqrt(mu.size))))
+    edges = np.unique(np.quantile(mu, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, len(edges) - 2)
+    xs, ms, bounds = [], [], []
+    for k in np.unique(which):
+        sel = which == k
+        xs.append(mu[sel].mean())
+        ms.append(r[sel].mean())
+        bounds.append(2 * np.sqrt(var[sel].sum()) / sel.sum())
+    xs, ms, bounds = np.asarray(xs), np.asarray(ms), np.asarray(bounds)
+    inside = np.abs(ms) <= bounds
+    ax.fill_between(xs, -bounds, bounds, color="grey", alpha=0.2, lw=0, label="±2 SE")
+    ax.scatter(xs[inside], ms[inside], color="C0", s=18, label="within")
+    ax.scatter(xs[~inside], ms[~inside], color="C3", s=18, label="outside")
+    ax.axhline(0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("fitted mean (binned)")
+    ax.set_ylabel("mean residual (observed - fitted)")
+    ax.set_title(f"Binned residuals ({inside.mean():.0%} of {len(xs)} bins within ±2 SE)")
+    ax.legend(loc="best", fontsize=8)
+
+
+def check_model(
+    model: Any, *, nsim: int = 50, seed: int = 1, max_influence_levels: int = 50
+) -> Figure:
+    """One figure to check a fitted model at a glance (in the spirit of performance's
+    ``check_model``).
+
+    Panels: residuals vs fitted; scale-location; a normal QQ plot of the residuals (linear
+    mixed models) or binned residuals (GLMMs); observed vs simulated response
+    distributions (``nsim`` draws of the model's ``simulate``); the influence of each
+    level of the first grouping factor (Cook's distance of lme4's leave-one-level-out
+    refits, or, beyond ``max_influence_levels`` levels, lme4's one-step Cook's distance
+    of each observation); a QQ plot of each random-effect term's conditional modes.
+
+    Parameters
+    ----------
+    model : LmerModel or GlmerModel
+        The fitted model.
+    nsim : int
+        Simulated responses for the observed-vs-simulated panel.
+    seed : int
+        Seed of the simulation.
+    max_influence_levels : int
+        Most levels for which the influence panel refits the model without each level.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = pylmer.plot.check_model(m)
+    >>> fig.savefig("check.png", dpi=120)  # doctest: +SKIP
+    """
+    res = _lmer_only(model)
+    if not hasattr(model, "simulate") or not hasattr(model, "cooks_distance"):
+        raise InvalidArgumentError(
+            f"check_model() needs a fitted model (pylmer.lmer / pylmer.glmer), not "
+            f"{type(model).__name__}",
+            argument="model",
+        )
+    glmm = isinstance(res, GlmerResults)
+    terms = [(g, c) for g, table in res.ranef.items() for c in table.columns]
+    n_panels = 5 + len(terms)
+    ncols = 3
+    nrows = math.ceil(n_panels / ncols)
+    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows))
+    axes = list(np.ravel(axes))
+    used = res.fitted.notna().to_numpy()
+    fitted = res.fitted.to_numpy()[used]
+    observed = _observed(model)
+    residual_plot(res, ax=axes[0])
+    if glmm:
+        axes[0].set_ylabel("deviance residual")
+    _scale_location(fitted, np.asarray(res.scaled_residuals, dtype=float), axes[1])
+    if glmm:
+        _binned_residuals(model, observed, axes[2])
+    else:
+        qq_plot(res, ax=axes[2])
+        axes[2].set_title("Normal QQ plot of the residuals")
+    _predictive_panel(model, observed, nsim, seed, axes[3])
+    _influence_panel(model, terms[0][0], max_influence_levels, axes[4])
+    for ax, (group, term) in zip(axes[5:], terms, strict=False):
+        _ranef_qq(res.ranef[group][term].to_numpy(dtype=float), group, term, ax)
+    for ax in axes[n_panels:]:
+        ax.set_axis_off()
+    kind = f"GLMM, {model.family}" if glmm and hasattr(model, "family") else "LMM"
+    fig.suptitle(f"Model check: {res.formula}  ({kind}, {res.nobs} observations)", fontsize=13)
     fig.tight_layout()
     return fig
 

@@ -120,3 +120,66 @@ def test_bad_groups(model):
         pylmer.influence(model, groups="Subjekt")
     with pytest.raises(InvalidArgumentError, match="model must be"):
         pylmer.hatvalues("not a model")
+
+
+# ------------------------------------------------------------------ the model-check figure
+
+
+def _titles(fig) -> list[str]:
+    return [ax.get_title() for ax in fig.axes if ax.axison]
+
+
+def test_check_model_lmer(model):
+    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib not installed")
+    matplotlib.use("Agg")
+    from pylmer.plot import check_model
+
+    fig = check_model(model, nsim=10)
+    titles = _titles(fig)
+    assert titles[:5] == [
+        "Residuals vs fitted",
+        "Scale-location (flat: constant variance)",
+        "Normal QQ plot of the residuals",
+        "Observed vs simulated responses (from the fit)",
+        "Influence of each Subject (refits without it)",
+    ]
+    assert titles[5:] == [
+        "QQ of random effect: (Intercept) | Subject",
+        "QQ of random effect: Days | Subject",
+    ]
+    for ax in fig.axes:
+        if ax.axison:
+            assert ax.get_xlabel() and ax.get_ylabel()
+    # the influence bars are lme4's leave-one-subject-out Cook's distances
+    bars = sorted(p.get_width() for p in fig.axes[4].patches)
+    np.testing.assert_allclose(bars, np.sort(_ref("lmer_subject")["cooks"]), rtol=1e-8)
+    assert "Reaction ~ Days" in fig._suptitle.get_text()
+    matplotlib.pyplot.close(fig)
+
+
+def test_check_model_glmer_has_binned_residuals(r_session):
+    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib not installed")
+    matplotlib.use("Agg")
+    from pylmer.plot import check_model
+
+    cbpp = datasets.load("cbpp")
+    g = pylmer.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    )
+    fig = check_model(g, nsim=10)
+    titles = _titles(fig)
+    assert titles[2].startswith("Binned residuals (")
+    assert "GLMM, binomial" in fig._suptitle.get_text()
+    matplotlib.pyplot.close(fig)
+
+
+def test_cli_fit_check(sleep, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed")
+    from pylmer.cli import main
+
+    csv = tmp_path / "sleep.csv"
+    sleep.to_csv(csv, index=False)
+    png = tmp_path / "check.png"
+    args = ["fit", str(csv), "Reaction ~ Days + (Days | Subject)", "--out", str(tmp_path)]
+    assert main([*args, "--check", str(png), "-q"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
