@@ -3,9 +3,11 @@
 Cases (HistGradientBoosting inside MixedML, level ``--level``):
 
 * ``longitudinal``: ``simulate_longitudinal(--subjects, 15, seed)``, random part
-  ``(1 + x2_x5 + x4_x7 + x6_x8 || individus)``; known subjects: the first 10 visits of
-  80 % of the subjects train, their last 5 visits test; new subjects: every visit of the
-  other 20 %; dynamic: the new subjects' first 3 visits given as ``y``, the rest tested;
+  ``(1 + x2_x5 + x4_x7 + x6_x8 || individus)``; 80 % of the subjects are known: a random
+  80 % of their first 10 visits train, the other 20 % test ("held-out visits"), and their
+  last 5 visits test as a forecast (later times than any training row: a covariate
+  shift the training rows cannot calibrate); new subjects: every visit of the other
+  20 %; dynamic: the new subjects' first 3 visits given as ``y``, the rest tested;
 * ``heavy``: row-level covariates ``x1..x5 ~ U(0, 1)``,
   ``y = f(x) + b_g + e`` with ``b_g ~ N(0, 1)`` and Student-t noise with 3 degrees of
   freedom (variance 1 after scaling), 300 groups of 12 rows; known groups: 8 rows train,
@@ -61,14 +63,21 @@ def case_longitudinal(args, est) -> list[dict]:
     subjects = df["individus"].unique()
     new = set(rng.choice(subjects, size=len(subjects) // 5, replace=False))
     is_new = df["individus"].isin(new)
-    train = df[~is_new & (df.temps < 10)]
-    known = df[~is_new & (df.temps >= 10)]
+    held = rng.random(len(df)) < 0.2
+    train = df[~is_new & (df.temps < 10) & ~held]
+    known = df[~is_new & (df.temps < 10) & held]
+    later = df[~is_new & (df.temps >= 10)]
     fresh = df[is_new]
     cols = ["individus", *FEATURES, "x2_x5", "x4_x7", "x6_x8"]
     m = MixedMLRegressor(est, random_effects=RE, features=FEATURES)
     m.fit(train[cols], train["y_mixed_obs"])
     out = []
-    for name, part in (("known subjects", known), ("new subjects", fresh)):
+    parts = (
+        ("known subjects, held-out visits", known),
+        ("new subjects", fresh),
+        ("known subjects, later visits (forecast)", later),
+    )
+    for name, part in parts:
         pi = m.predict(part[cols], interval="prediction", level=args.level)
         out.append((name, *coverage(pi, part["y_mixed_obs"].to_numpy())))
     seen = fresh["y_mixed_obs"].where(fresh.temps < 3)

@@ -160,7 +160,9 @@ def re_variance(
         The variances :math:`z'Pz`, and whether every factor's level of the row had a
         row (in training or among the observed rows).
     """
-    sigma2 = float(model.calibration_.sigma2_lme4)
+    cal = model.calibration_
+    sigma2 = float(cal.sigma2_lme4)
+    noise_new = float(cal.sigma2 + cal.fixed_error)
     blocks = _factor_blocks(model)
     train = model._re.frame
     target = model._coding.extend(X).encode(X[model.re_columns_])
@@ -183,14 +185,19 @@ def re_variance(
                 np.column_stack([_z(target, t) for t in terms])[obs],
             ]
         )
+        # training rows weigh as lme4 weighed them; new observed rows were never seen by
+        # the estimator, so their residuals carry its error too
+        weight = np.r_[
+            np.full(n_tr, 1.0 / sigma2), np.full(n_obs, 1.0 / (noise_new if noise_new else sigma2))
+        ]
         L = len(uniques) + 1  # the last slot: rows with a missing grouping value
         codes = np.where(codes < 0, L - 1, codes)
         c_rows = codes[: n_tr + n_obs]
         c_target = codes[n_tr + n_obs :]
         M = np.zeros((L, len(terms), len(terms)))
-        np.add.at(M, c_rows, Zrows[:, :, None] * Zrows[:, None, :])
+        np.add.at(M, c_rows, weight[:, None, None] * Zrows[:, :, None] * Zrows[:, None, :])
         eye = np.eye(len(terms))
-        P = np.linalg.solve(eye + G[None] @ M / sigma2, np.broadcast_to(G, M.shape))
+        P = np.linalg.solve(eye + G[None] @ M, np.broadcast_to(G, M.shape))
         Zt = np.column_stack([_z(target, t) for t in terms])
         Pt = P[c_target]
         total += np.maximum(np.einsum("ni,nij,nj->n", Zt, Pt, Zt), 0.0)
