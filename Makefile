@@ -12,7 +12,7 @@ R_CHECK := Rscript -e 'stopifnot(packageVersion("lme4") >= "1.1.31"); for (p in 
 # Debian only: OpenBLAS installed for R (R finds it through the libblas.so.3 alternative)
 BLAS_CHECK := { ! command -v dpkg >/dev/null || dpkg -s libopenblas0-pthread >/dev/null 2>&1; }
 
-.PHONY: setup r venv demo test test-fast reference bench lint format clean
+.PHONY: setup r venv demo test test-fast bench lint format clean
 
 setup: r venv
 
@@ -46,12 +46,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
-
-# Regenerate tests/reference/*.json from plain R.
-reference: r
-	Rscript r_scripts/reference.R tests/reference
+# The tests that need no R (tests/unit/): seconds.
+test-fast: venv
+	$(PY) -m pytest -q tests/unit
 
 # Each bench runs its baselines (plain Rscript, mixedlm, MERF, GPBoost) in the same run.
 bench: setup

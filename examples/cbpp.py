@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pylmer import anova, cli, datasets, glmer, plot
+from pylmer import anova, datasets, glmer, plot, validate
 
 FORMULA = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
@@ -124,11 +124,11 @@ def main() -> None:
     if not args.quick:
         print("\n== 5. the same model by plain Rscript (r_scripts/validate.R)")
         with tempfile.TemporaryDirectory() as tmp:
-            proc = cli.start_r_fit(
+            proc = validate.start_r_fit(
                 "lme4:cbpp", FORMULA, False, Path(tmp) / "r.json", family="binomial"
             )
             proc.communicate()
-            table = cli.compare_with_r(m1, cli.read_r_fit(Path(tmp) / "r.json"))
+            table = validate.compare_with_r(m1, validate.read_r_fit(Path(tmp) / "r.json"))
         print(table.to_string(index=False))
         print(f"KEY max |pylmer - plain R| (relative): {table['max_rel_diff'].max():.2g}")
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from pylmer import datasets, lmer, plot
-from pylmer.cli import read_r_fit, start_r_fit
+from pylmer.validate import read_r_fit, start_r_fit
 
 FORMULA = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
 GROUPS = {"s": "students", "d": "instructors", "dept": "departments"}

@@ -34,12 +34,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, FormulaError, InvalidArgumentError, PylmerError, RError, RWarning
+from .errors import (
+    DataError,
+    FormulaError,
+    InvalidArgumentError,
+    PylmerError,
+    RError,
+    RWarning,
+    warn,
+)
 from .models._base import MixedModel
-from .models.control import LmerControl, as_control
+from .models.control import LmerControl, as_control, family_and_link
 from .r import session as _r
 
-__all__ = ["LmerManyResults", "bootstrap", "bootstrap_anova", "bootstrap_confint", "lmer_many"]
+__all__ = [
+    "LmerManyResults",
+    "bootstrap",
+    "bootstrap_anova",
+    "bootstrap_confint",
+    "lmer_many",
+    "map_model",
+]
 
 # ------------------------------------------------------------------ worker-side cache
 
@@ -180,6 +195,33 @@ def _run(
             bar.close()
 
 
+def _map_task(payload: _Payload, func: Callable[[Any, Any], Any], item: Any) -> Any:
+    (model,) = _resolve(payload)
+    return func(model, item)
+
+
+def map_model(
+    func: Callable[[Any, Any], Any],
+    model: MixedModel,
+    items: Sequence[Any],
+    *,
+    n_jobs: int | None = None,
+    progress: bool | None = False,
+    desc: str = "refits",
+) -> list[Any]:
+    """Return ``[func(model, item) for item in items]``, computed in ``n_jobs`` worker
+    processes (joblib, or Dask under ``joblib.parallel_config(backend="dask")``).
+
+    The model is pickled once per call and refitted once per worker (from its data, on
+    first use); ``func`` must pickle (a module-level function).  Used by analyses that
+    spread one model's work, e.g. :func:`pylmer.inference.allfit`.
+    """
+    payload = _model_payload(model)
+    tasks = [(payload, func, item) for item in items]
+    with _Registered(payload, (model,)):
+        return _run(_map_task, tasks, [1] * len(tasks), n_jobs, progress, desc)
+
+
 def _texts(value: Any, n: int) -> list[str | None]:
     """An R character vector (scalar when of length 1, None for NA) as n strings/None."""
     if value is None:
@@ -262,7 +304,7 @@ def _boot_func_task(
 def _check_model(model: Any, what: str = "model") -> MixedModel:
     if not isinstance(model, MixedModel):
         raise InvalidArgumentError(
-            f"{what} must be a fitted model (from pylmer.lmer or pylmer.glmer), "
+            f"{what} must be a fitted LmerModel or GlmerModel (pylmer.lmer, pylmer.glmer), "
             f"not {type(model).__name__}"
         )
     return model
@@ -298,11 +340,10 @@ def _collect(
     draws.attrs["messages"] = {i: c for i, c in enumerate(conds) if c}
     if failed:
         first = next(iter(failed.values()))
-        warnings.warn(
+        warn(
             f"{len(failed)} of {nsim} {what} refits failed (their rows are NaN; "
             f"df.attrs['errors'] has the messages), e.g.: {first}",
             RWarning,
-            stacklevel=3,
         )
     return draws
 
@@ -600,10 +641,24 @@ _Y = ".pylmer_y"
 
 
 def _fit_template(
-    data: pd.DataFrame, formula: str, y: np.ndarray, reml: bool, control: dict | None
+    data: pd.DataFrame,
+    formula: str,
+    y: np.ndarray,
+    reml: bool,
+    control: dict | None,
+    family: str | None = None,
+    link: str | None = None,
 ) -> Any:
     ref = _r.bind(data.assign(**{_Y: y}))
-    return _r.call(".pylmer_many_template", ref, formula, REML=reml, control=control)
+    return _r.call(
+        ".pylmer_many_template",
+        ref,
+        formula,
+        REML=reml,
+        control=control,
+        family=family,
+        link=link,
+    )
 
 
 def _many_task(
@@ -639,6 +694,8 @@ def lmer_many(
     reml: bool = True,
     control: LmerControl | Mapping[str, Any] | None = None,
     satterthwaite: bool = True,
+    family: str | None = None,
+    link: str | None = None,
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> LmerManyResults:
@@ -668,6 +725,12 @@ def lmer_many(
         Satterthwaite ``df`` and ``p_value`` (pylmer's computation from each refitted
         model, equal to lmerTest's; about the cost of the refit itself on small data);
         if False they are NaN.
+    family, link : str, optional
+        Fit GLMMs with glmer (``"binomial"``, ``"poisson"``, ``"Gamma"``,
+        ``"inverse.gaussian"``, ``"negative_binomial"``; see :func:`pylmer.glmer`): then
+        ``fixef`` holds Wald ``z_value`` and ``p_value`` (no ``df``), ``reml`` and
+        ``satterthwaite`` do not apply, and a response with missing values gets a fresh
+        ``glmer`` fit.
     n_jobs : int, optional
         joblib's ``n_jobs``.
     progress : bool, optional
@@ -723,6 +786,10 @@ def lmer_many(
         "reml": bool(reml),
         "control": None if ctrl is None else ctrl.to_r(),
     }
+    if family is not None:
+        spec["family"], spec["link"] = family_and_link(family, link)
+    elif link is not None:
+        raise InvalidArgumentError("link needs a family (an LMM has no link)", argument="link")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         template = _fit_template(**spec)  # errors in the formula surface here, once
@@ -742,6 +809,8 @@ def lmer_many(
         if "response" in table:
             table["response"] = table["response"].map(labels)
         out[kind] = table
+    if family is not None and len(out["fixef"]):  # Wald z tests of a GLMM
+        out["fixef"] = out["fixef"].drop(columns="df").rename(columns={"t_value": "z_value"})
     fit = out["fit"]
     for col in ("messages", "error", "method"):
         fit[col] = fit[col].where(fit[col].notna() & (fit[col] != ""), None)

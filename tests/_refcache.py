@@ -2,14 +2,13 @@
 
 lme4's optimum moves by ~1e-4 between CPUs and BLAS builds, so a reference written on
 another machine cannot be compared at 1e-6.  :func:`reference` runs a reference script
-(``r_scripts/reference*.R``, plain ``Rscript``, no pylmer code) once per machine and
+(``tests/reference*.R``, plain ``Rscript``, no pylmer code) once per machine and
 caches what it writes under ``tests/.refcache/<script>-<key>/``; the key hashes the R
 version, the versions of the R packages used, R's BLAS and LAPACK libraries, the platform
 and the script's own text, so a change of any of them regenerates the values.
 
 A reference script takes the output directory as its first argument and writes one JSON
-file per case (``<name>.json``).  The committed ``tests/reference/*.json`` are a record of
-one run elsewhere; the tests never compare with them.
+file per case (``<name>.json``).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "r_scripts"
+SCRIPTS = ROOT / "tests"
 CACHE = Path(os.environ.get("PYLMER_REFCACHE", ROOT / "tests" / ".refcache"))
 
 _FINGERPRINT_R = r"""
@@ -50,9 +49,8 @@ def fingerprint() -> str:
 
 
 def _path(script: str) -> Path:
-    """A reference script lives under tests/ (or, for the older ones, r_scripts/)."""
-    here = ROOT / "tests" / script
-    return here if here.exists() else SCRIPTS / script
+    """The reference script ``script`` (it lives under tests/)."""
+    return SCRIPTS / script
 
 
 def _key(script: str) -> str:
@@ -85,8 +83,8 @@ def directory(script: str) -> Path:
 
 
 def reference(script: str, name: str) -> dict:
-    """Return the JSON ``name`` (without ``.json``) written by ``r_scripts/script``."""
+    """Return the JSON ``name`` (without ``.json``) written by ``tests/script``."""
     path = directory(script) / f"{name}.json"
     if not path.exists():
-        raise FileNotFoundError(f"r_scripts/{script} wrote no {path.name} (in {path.parent})")
+        raise FileNotFoundError(f"tests/{script} wrote no {path.name} (in {path.parent})")
     return json.loads(path.read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pylmer import cli, datasets, lmer
+from pylmer import cli, datasets, lmer, validate
 from pylmer.errors import DataError
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -42,6 +42,13 @@ def assert_one_error_line(err: str, contains: str) -> None:
 
 
 # ------------------------------------------------------------------ fit / predict
+
+
+def test_quiet_flag_before_and_after_the_command(capsys, tmp_path, sleep_csv):
+    for argv in (("-q", "fit", sleep_csv, SLEEP), ("fit", "-q", sleep_csv, SLEEP)):
+        code, out, err = run(capsys, *argv, "--out", tmp_path)
+        assert code == 0 and out.startswith("Linear mixed model fit by REML")
+        assert "pylmer: fitting" not in err and "done in" not in err, argv
 
 
 def test_fit_prints_summary_and_writes_csvs(capsys, tmp_path, sleep_csv, sleep_model):
@@ -178,17 +185,19 @@ def test_validate_agrees_with_plain_r(capsys, tmp_path, sleep_csv, sleep_model):
     for quantity in ("fixef", "vcov", "theta", "varcorr", "ranef", "ranef_sd", "fitted"):
         assert f"\n{quantity} " in out
     assert "all 11 quantities agree within 1e-06" in out
-    reference = cli.read_r_fit(keep)
-    table = cli.compare_with_r(sleep_model, reference).set_index("quantity")
+    reference = validate.read_r_fit(keep)
+    table = validate.compare_with_r(sleep_model, reference).set_index("quantity")
     assert (table["max_rel_diff"] < 1e-9).all()
     assert table.loc["fitted", "n"] == 180 and table.loc["ranef", "n"] == 36
 
     # the comparison notices a change in any quantity, and mismatched names
     bumped = dict(reference, fixef=reference["fixef"] * (1 + 1e-4))
-    table = cli.compare_with_r(sleep_model, bumped).set_index("quantity")
+    table = validate.compare_with_r(sleep_model, bumped).set_index("quantity")
     assert table.loc["fixef", "max_rel_diff"] == pytest.approx(1e-4, rel=1e-3)
     renamed = {"Subject": reference["ranef"]["Subject"].rename(index=lambda s: s + "x")}
-    table = cli.compare_with_r(sleep_model, dict(reference, ranef=renamed)).set_index("quantity")
+    table = validate.compare_with_r(sleep_model, dict(reference, ranef=renamed)).set_index(
+        "quantity"
+    )
     assert table.loc["ranef", "max_rel_diff"] == np.inf
 
 
@@ -214,13 +223,13 @@ def test_validate_reports_a_failing_r_fit(capsys, tmp_path):
 
 
 def test_relative_difference():
-    assert cli.relative_difference([1.0, 2.0], [1.0, 2.0]) == 0.0
-    assert cli.relative_difference([1.1], [1.0]) == pytest.approx(0.1)
+    assert validate.relative_difference([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert validate.relative_difference([1.1], [1.0]) == pytest.approx(0.1)
     # near-zero entries are measured against 1e-3 of the largest value
-    assert cli.relative_difference([100.0, 1e-3], [100.0, 0.0]) == pytest.approx(1e-2)
-    assert cli.relative_difference([1.0, 2.0], [1.0]) == np.inf
-    assert cli.relative_difference([np.nan, 1.0], [0.5, 1.0]) == np.inf
-    assert cli.relative_difference([np.nan, 1.0], [np.nan, 1.0]) == 0.0
+    assert validate.relative_difference([100.0, 1e-3], [100.0, 0.0]) == pytest.approx(1e-2)
+    assert validate.relative_difference([1.0, 2.0], [1.0]) == np.inf
+    assert validate.relative_difference([np.nan, 1.0], [0.5, 1.0]) == np.inf
+    assert validate.relative_difference([np.nan, 1.0], [np.nan, 1.0]) == 0.0
 
 
 # ------------------------------------------------------------------ errors
@@ -277,7 +286,7 @@ def test_console_entry_has_no_traceback(tmp_path):
 
 def test_validate_json_has_every_quantity(tmp_path, sleep_csv):
     out = tmp_path / "r.json"
-    proc = cli.start_r_fit(sleep_csv, SLEEP, False, out)
+    proc = validate.start_r_fit(sleep_csv, SLEEP, False, out)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     raw = json.loads(out.read_text())

@@ -1,6 +1,6 @@
 """LmerControl passes every lmerControl argument to lme4; lme4 1.1-38's convergence-check
 policy; confint's options; boolean arguments checked.  Plain-R references from
-r_scripts/reference_control.R (this machine, tests/_refcache.py).
+tests/reference_control.R (this machine, tests/_refcache.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Data as users pass it: frame types, unused columns, group labels, the model's own copy.
 
-Reference values come from plain R on this machine (``r_scripts/reference.R`` through
+Reference values come from plain R on this machine (``tests/reference.R`` through
 ``tests/_refcache.py``); the label tests compare a model fitted with integer / float /
 huge group ids with the same model fitted with R's own text levels.
 """

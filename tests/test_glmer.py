@@ -1,4 +1,4 @@
-"""Tests of pylmer.glmer against plain R on this machine (r_scripts/reference_glmer.R).
+"""Tests of pylmer.glmer against plain R on this machine (tests/reference_glmer.R).
 
 Every accessor of each reference model is compared with plain R's value at a relative
 tolerance of 1e-6: cbpp (binomial with cbind(), Laplace and nAGQ = 5, and as proportions

@@ -1,5 +1,5 @@
 """pylmer.inference against plain R (lmerTest, pbkrtest, emmeans, performance, lme4's allFit,
-broom.mixed) run on this machine by r_scripts/reference_inference.R."""
+broom.mixed) run on this machine by tests/reference_inference.R."""
 
 from __future__ import annotations
 

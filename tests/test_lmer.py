@@ -1,9 +1,9 @@
 """Tests of pylmer.lmer against plain-R reference values.
 
-The reference values are written by ``r_scripts/reference.R`` in plain R (no pylmer
+The reference values are written by ``tests/reference.R`` in plain R (no pylmer
 code) on the machine that runs the tests (``tests/_refcache.py`` caches them per R,
 package, BLAS and platform); every accessor is compared with a relative tolerance of
-1e-6.  ``tests/reference/*.json`` are a record of one run elsewhere, never compared with.
+1e-6.
 """
 
 from __future__ import annotations

@@ -20,21 +20,27 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from ..data.frames import GroupLevels, as_pandas, check_text_columns, model_frame
-from ..errors import DataError, FormulaError, InvalidArgumentError, RError
+from ..data.frames import as_pandas, check_text_columns, model_frame
+from ..errors import (
+    DataError,
+    DroppedRowsWarning,
+    FormulaError,
+    InvalidArgumentError,
+    NewLevelsWarning,
+    RError,
+    warn,
+)
 from ..r import session as _r
 from . import influence as _influence
 from .condvar import NotOnPattern, conditional_covariances
-from .control import bad_argument, check_number
 from .lazy import LazyTables
 
 __all__ = ["MixedModel", "prepare_data", "shared_results"]
@@ -106,8 +112,6 @@ class MixedModel(ABC):
     _R_STEPS: ClassVar[Mapping[str, str]]
     #: whether a refit takes a two-column response (``cbind(successes, failures)``)
     _MATRIX_RESPONSE: ClassVar[bool] = False
-    #: confint(method="boot") without n_jobs runs lme4's own bootMer in this R session
-    _BOOT_IN_R: ClassVar[bool] = False
     #: the results fields read as model attributes (``m.sigma`` is ``m.results.sigma``)
     _FORWARDED: ClassVar[frozenset[str]] = frozenset()
 
@@ -144,14 +148,17 @@ class MixedModel(ABC):
         model = cls._from_r(out, spec, data, conditions)
         dropped = len(data) - model.results.nobs
         if dropped:
-            counts = _series(out.get("na_counts"))
-            where = ", ".join(f"{k!r}: {int(v)}" for k, v in counts.items())
-            warnings.warn(
+            counts = {str(k): int(v) for k, v in _series(out.get("na_counts")).items()}
+            for name in ("weights", "offset"):  # per-row values given as an argument
+                values = getattr(spec, name, None)
+                if isinstance(values, np.ndarray) and np.isnan(values).any():
+                    counts[f"{name} (argument)"] = int(np.isnan(values).sum())
+            where = ", ".join(f"{k!r}: {v}" for k, v in counts.items())
+            warn(
                 f"lme4 dropped {dropped} of {len(data)} rows with missing values in the "
                 f"model's columns (missing per column: {where}); fitted/residuals are NaN "
                 "there; pass na_action='error' to raise instead",
-                UserWarning,
-                stacklevel=3,
+                DroppedRowsWarning,
             )
         return model
 
@@ -347,13 +354,14 @@ class MixedModel(ABC):
         newdata: pd.DataFrame | None,
         *,
         include_random: bool,
-        allow_new_levels: bool,
+        allow_new_levels: bool | None,
         fitted_is_answer: bool,
         **r_args: Any,
     ) -> pd.Series:
         """Predictions by the model's R helper, aligned with ``newdata``'s index (the
         data's when None; NaN on rows lme4 dropped).  ``fitted_is_answer``: the stored
-        fitted values are the prediction asked for on the fitted data."""
+        fitted values are the prediction asked for on the fitted data.  ``allow_new_levels``
+        None (not given): unseen groups are allowed, with a :class:`NewLevelsWarning`."""
         if newdata is None:
             if fitted_is_answer:
                 return self.results.fitted.rename(None)
@@ -370,6 +378,8 @@ class MixedModel(ABC):
             return full.rename(None)
         newdata = as_pandas(newdata, "newdata")
         self._check_fixed_levels(newdata)
+        if allow_new_levels is None:
+            allow_new_levels = self._allow_new_levels(newdata, include_random)
         values = _r.call(
             self._R_PREDICT,
             self._mermod(),
@@ -381,13 +391,33 @@ class MixedModel(ABC):
         )
         return pd.Series(np.atleast_1d(np.asarray(values, dtype=float)), index=newdata.index)
 
+    def _allow_new_levels(self, newdata: Any, include_random: bool) -> bool:
+        """``allow_new_levels`` not given: allowed, but groups the model never saw are
+        named once in a :class:`~pylmer.errors.NewLevelsWarning`."""
+        levels = self._spec.levels
+        if include_random and levels is not None and newdata is not None:
+            unseen = levels.unseen(as_pandas(newdata, "newdata"))
+            if unseen:
+                shown = "; ".join(
+                    f"{col!r}: {', '.join(map(repr, values[:5]))}"
+                    + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+                    for col, values in unseen.items()
+                )
+                warn(
+                    f"predict: newdata has group level(s) the model never saw ({shown}); "
+                    "their random effects are zero (the population-level prediction). Pass "
+                    "allow_new_levels=True to say that is intended, or False to raise",
+                    NewLevelsWarning,
+                )
+        return True
+
     def _encode(self, newdata: pd.DataFrame) -> pd.DataFrame:
         """The columns of ``newdata`` the model uses, group values as the fit's labels."""
         levels = self._spec.levels
         if levels is None:
             return newdata
-        fresh = GroupLevels(levels.columns)  # new values must not extend the model's map
-        return fresh.encode(model_frame(newdata, self.data.columns, "newdata"))
+        frame = model_frame(newdata, self.data.columns, "newdata")
+        return levels.extend(frame).encode(frame)  # a new coding: the model's is immutable
 
     def _check_fixed_levels(self, newdata: pd.DataFrame) -> None:
         for column, levels in self._fixed_levels.items():
@@ -479,128 +509,6 @@ class MixedModel(ABC):
         sims.index = self.results.fitted.index[self.results.fitted.notna().to_numpy()]
         return sims
 
-    # ------------------------------------------------------------------ intervals
-
-    def confint(
-        self,
-        method: Literal["wald", "profile", "boot"] = "wald",
-        level: float = 0.95,
-        *,
-        parm: str | Sequence[str] | None = None,
-        nsim: int = 500,
-        seed: int | None = None,
-        boot_type: Literal["perc", "basic", "norm"] = "perc",
-        maxpts: int | None = None,
-        delta: float | None = None,
-        delta_cutoff: float | None = None,
-        n_jobs: int | None = None,
-    ) -> pd.DataFrame:
-        """Confidence intervals with lme4's ``confint`` (rows as R names them).
-
-        Parameters
-        ----------
-        method : {"wald", "profile", "boot"}
-            Wald intervals (fixed effects only; variance parameters are NaN), likelihood
-            profile, or parametric bootstrap.
-        level : float
-            Confidence level.
-        parm : str or list of str, optional
-            The parameters (``confint``'s ``parm``): row names such as ``".sig01"`` or
-            ``"Days"``, or ``"theta_"`` (variance parameters) / ``"beta_"`` (fixed effects).
-        nsim : int
-            Bootstrap replicates (``method="boot"``).
-        seed : int, optional
-            Seed of R's random generator (``method="boot"``).
-        boot_type : {"perc", "basic", "norm"}
-            Bootstrap interval type (``boot.type``).
-        maxpts, delta, delta_cutoff : optional
-            Profile options (``method="profile"``; lme4's ``profile`` arguments ``maxpts``,
-            ``delta``, ``delta.cutoff``).
-        n_jobs : int, optional
-            Worker processes for the bootstrap refits (``method="boot"``; joblib's
-            ``n_jobs``, Dask under ``joblib.parallel_config(backend="dask")``); the same
-            ``seed`` gives the intervals of plain R's ``confint(m, method = "boot")``
-            whatever ``n_jobs`` is (see :func:`pylmer.bootstrap`).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per parameter (``.sig01``, ..., ``.sigma``, then fixed effects);
-            columns named like R's (``"2.5 %"``, ``"97.5 %"``).
-
-        Raises
-        ------
-        InvalidArgumentError
-            An argument of the wrong type or value, or a profile/bootstrap option with
-            another method (the message names it).
-        """
-        methods = {"wald": "Wald", "profile": "profile", "boot": "boot"}
-        if method not in methods:
-            raise bad_argument("method", f"must be one of {list(methods)}, not {method!r}")
-        if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float)):
-            raise bad_argument("level", f"must be a number between 0 and 1, not {level!r}")
-        if not 0 < level < 1:
-            raise bad_argument("level", f"must be between 0 and 1, not {level}")
-        if boot_type not in ("perc", "basic", "norm"):
-            raise bad_argument("boot_type", f"must be 'perc', 'basic' or 'norm', not {boot_type!r}")
-        if parm is not None:
-            parm = [parm] if isinstance(parm, str) else list(parm)
-            if not parm or not all(isinstance(p, str) for p in parm):
-                raise bad_argument("parm", f"must be a name or a list of names, not {parm!r}")
-        profile = {"maxpts": maxpts, "delta": delta, "delta.cutoff": delta_cutoff}
-        for name, value in profile.items():
-            if value is None:
-                continue
-            arg = name.replace(".", "_")
-            if method != "profile":
-                raise bad_argument(arg, f"is a profile option; method is {method!r}")
-            check_number(arg, value)
-            if value <= 0 or (name == "maxpts" and int(value) != value):
-                raise bad_argument(
-                    arg, f"must be a positive {'integer' if arg == 'maxpts' else 'number'}"
-                )
-        for name, value in (("nsim", nsim), ("seed", seed)):
-            if value is not None and (
-                isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
-            ):
-                raise bad_argument(name, f"must be an integer, not {value!r}")
-        if nsim < 1:
-            raise bad_argument("nsim", f"must be >= 1, not {nsim}")
-        if method == "boot" and (n_jobs is not None or not self._BOOT_IN_R):
-            from ..parallel import bootstrap_confint
-
-            ci = bootstrap_confint(
-                self, level, nsim=nsim, seed=seed, n_jobs=n_jobs, boot_type=boot_type
-            )
-            if parm is None:
-                return ci
-            fixed = set(self.results.fixef.index)
-            keep = [
-                r
-                for r in ci.index
-                if r in parm
-                or ("beta_" in parm and r in fixed)
-                or ("theta_" in parm and r not in fixed)
-            ]
-            return ci.loc[keep]
-        return _r.call(
-            ".pylmer_lmer_confint",
-            self._mermod(),
-            method=methods[method],
-            level=float(level),
-            nsim=int(nsim),
-            seed=None if seed is None else int(seed),
-            parm=parm,
-            boot_type=boot_type,
-            profile_args={
-                k: (int(v) if k == "maxpts" else float(v))
-                for k, v in profile.items()
-                if v is not None
-            }
-            or None,
-            stacklevel=2,
-        )
-
     # ------------------------------------------------------------------ influence
 
     def influence(self, groups: str | None = None, *, n_jobs: int | None = None) -> Any:
@@ -674,12 +582,13 @@ def shared_results(
     fixef = out["fixef"]
     if not isinstance(fixef.index, pd.Index) or fixef.index.dtype != object:
         fixef.index = pd.Index([str(i) for i in fixef.index])
-    levels = spec.levels if spec.levels is not None else GroupLevels()
+    levels = spec.levels
 
     def by_value(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         # index the tables by the groups' original Python values
         for group, table in tables.items():
-            table.index = levels.decode_index(group, table.index)
+            if levels is not None:
+                table.index = levels.decode(group, table.index)
         return dict(tables)
 
     return {

@@ -1,4 +1,6 @@
-"""``LmerControl``: lme4's ``lmerControl`` / ``glmerControl`` options as Python keywords.
+"""Fit options: lme4's ``lmerControl`` / ``glmerControl`` as :class:`LmerControl`, and
+the contrast codings of ``contrasts=`` (:func:`normalize_contrasts`) and the GLMM
+families and links (:func:`family_and_link`).
 
 Shared by every model kind (``lmer``, ``glmer``, ``lmer_many``); also the small argument
 checks the models use (:func:`check_bool`, :func:`check_number`).
@@ -15,7 +17,17 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["LmerControl", "as_control", "bad_argument", "check_bool", "check_number"]
+__all__ = [
+    "CODINGS",
+    "FAMILIES",
+    "LmerControl",
+    "as_control",
+    "bad_argument",
+    "check_bool",
+    "check_number",
+    "family_and_link",
+    "normalize_contrasts",
+]
 
 
 _ACTIONS = ("ignore", "warning", "message", "stop")
@@ -346,3 +358,87 @@ def check_bool(name: str, value: Any) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise InvalidArgumentError(f"{name} must be True or False, not {value!r}", argument=name)
+
+
+#: The contrast codings ``lmer(..., contrasts=...)`` accepts and R's functions for them.
+CODINGS = {
+    "treatment": "contr.treatment",
+    "sum": "contr.sum",
+    "helmert": "contr.helmert",
+    "poly": "contr.poly",
+}
+
+
+def normalize_contrasts(contrasts: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """Check ``lmer(..., contrasts=...)`` and return it as ``((column, coding), ...)``.
+
+    Parameters
+    ----------
+    contrasts : dict, optional
+        Column name -> coding: ``"treatment"``, ``"sum"``, ``"helmert"`` or ``"poly"``
+        (R's ``contr.*`` names are accepted too).
+
+    Returns
+    -------
+    tuple of (str, str)
+        The codings by their short names.
+    """
+    if contrasts is None:
+        return ()
+    if not isinstance(contrasts, Mapping):
+        raise InvalidArgumentError(
+            f"contrasts must be a dict of column -> coding, not {type(contrasts).__name__}"
+        )
+    out = []
+    for column, coding in contrasts.items():
+        name = str(coding).removeprefix("contr.")
+        if not isinstance(column, str) or name not in CODINGS:
+            raise InvalidArgumentError(
+                f"contrasts[{column!r}] is {coding!r}; use one of {', '.join(CODINGS)}"
+            )
+        out.append((column, name))
+    return tuple(out)
+
+
+#: family -> (default link, links lme4 accepts); R's names (``Gamma`` is capitalised).
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "binomial": ("logit", ("logit", "probit", "cauchit", "log", "cloglog")),
+    "poisson": ("log", ("log", "identity", "sqrt")),
+    "Gamma": ("inverse", ("inverse", "identity", "log")),
+    "inverse.gaussian": ("1/mu^2", ("1/mu^2", "inverse", "identity", "log")),
+    "negative_binomial": ("log", ("log",)),  # glmer.nb: log link only
+}
+_ALIASES = {
+    "gamma": "Gamma",
+    "inverse_gaussian": "inverse.gaussian",
+    "negative.binomial": "negative_binomial",
+    "negbin": "negative_binomial",
+    "nb": "negative_binomial",
+}
+
+
+def family_and_link(family: str, link: str | None) -> tuple[str, str]:
+    """Return R's family name and the link, or raise InvalidArgumentError naming the bad
+    one."""
+    if not isinstance(family, str):
+        raise InvalidArgumentError(
+            f"family must be a string such as 'binomial', not {family!r}", argument="family"
+        )
+    name = family if family in FAMILIES else _ALIASES.get(family.strip().lower())
+    if name is None and family.strip().lower() in FAMILIES:
+        name = family.strip().lower()
+    if name is None:
+        hint = " (a Gaussian GLMM with identity link is pylmer.lmer)" if "gauss" in family else ""
+        raise InvalidArgumentError(
+            f"unknown family {family!r}; known: {', '.join(FAMILIES)}{hint}", argument="family"
+        )
+    default, links = FAMILIES[name]
+    if link is None:
+        return name, default
+    if link not in links:
+        raise InvalidArgumentError(
+            f"link {link!r} is not available for the {name} family; available: "
+            f"{', '.join(map(repr, links))}",
+            argument="link",
+        )
+    return name, link

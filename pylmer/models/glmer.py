@@ -22,56 +22,14 @@ import numpy as np
 import pandas as pd
 
 from ..data.coding import GroupCoding
+from ..data.frames import check_weights
 from ..errors import InvalidArgumentError
-from ..inference import normalize_contrasts
 from ..results import GlmerResults, format_summary, to_html
-from ._base import MixedModel, prepare_data, row_values
-from .control import LmerControl, as_control
+from ._base import prepare_data, row_values
+from ._lme4 import Lme4Model
+from .control import FAMILIES, LmerControl, as_control, family_and_link, normalize_contrasts
 
-__all__ = ["FAMILIES", "GlmerModel", "glmer"]
-
-#: family -> (default link, links lme4 accepts); R's names (``Gamma`` is capitalised).
-FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "binomial": ("logit", ("logit", "probit", "cauchit", "log", "cloglog")),
-    "poisson": ("log", ("log", "identity", "sqrt")),
-    "Gamma": ("inverse", ("inverse", "identity", "log")),
-    "inverse.gaussian": ("1/mu^2", ("1/mu^2", "inverse", "identity", "log")),
-    "negative_binomial": ("log", ("log",)),  # glmer.nb: log link only
-}
-_ALIASES = {
-    "gamma": "Gamma",
-    "inverse_gaussian": "inverse.gaussian",
-    "negative.binomial": "negative_binomial",
-    "negbin": "negative_binomial",
-    "nb": "negative_binomial",
-}
-
-
-def _family(family: str, link: str | None) -> tuple[str, str]:
-    """Return R's family name and the link, or raise InvalidArgumentError naming the bad
-    one."""
-    if not isinstance(family, str):
-        raise InvalidArgumentError(
-            f"family must be a string such as 'binomial', not {family!r}", argument="family"
-        )
-    name = family if family in FAMILIES else _ALIASES.get(family.strip().lower())
-    if name is None and family.strip().lower() in FAMILIES:
-        name = family.strip().lower()
-    if name is None:
-        hint = " (a Gaussian GLMM with identity link is pylmer.lmer)" if "gauss" in family else ""
-        raise InvalidArgumentError(
-            f"unknown family {family!r}; known: {', '.join(FAMILIES)}{hint}", argument="family"
-        )
-    default, links = FAMILIES[name]
-    if link is None:
-        return name, default
-    if link not in links:
-        raise InvalidArgumentError(
-            f"link {link!r} is not available for the {name} family; available: "
-            f"{', '.join(map(repr, links))}",
-            argument="link",
-        )
-    return name, link
+__all__ = ["FAMILIES", "GlmerModel", "family_and_link", "glmer"]
 
 
 @dataclass(frozen=True)
@@ -155,12 +113,13 @@ def glmer(
     RError
         Any other error of lme4 (e.g. ``nagq > 1`` with several random effects).
     """
-    family, link = _family(family, link)
+    family, link = family_and_link(family, link)
     if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 0 <= nagq <= 100:
         raise InvalidArgumentError(
             f"nagq must be an integer from 0 to 100, not {nagq!r}", argument="nagq"
         )
     frame, groups = prepare_data(formula, data, na_action, [weights, offset])
+    check_weights(frame, weights)
     spec = _GlmerSpec(
         formula,
         family,
@@ -176,7 +135,7 @@ def glmer(
     return GlmerModel._fit(spec, frame)
 
 
-class GlmerModel(MixedModel):
+class GlmerModel(Lme4Model):
     """A generalized linear mixed model fitted by lme4 (create it with :func:`glmer`).
 
     All results are plain pandas / numpy / Python values, extracted once right after the
@@ -314,7 +273,7 @@ class GlmerModel(MixedModel):
         *,
         type: Literal["response", "link"] = "response",
         include_random: bool = True,
-        allow_new_levels: bool = True,
+        allow_new_levels: bool | None = None,
     ) -> pd.Series:
         """Predict with lme4's ``predict`` on the response or the link scale.
 
@@ -327,9 +286,11 @@ class GlmerModel(MixedModel):
         include_random : bool
             Add the conditional modes of the random effects (``re.form = NULL``); else
             the fixed part only (``re.form = NA``).
-        allow_new_levels : bool
-            Predict unseen levels of grouping factors with zero random effects; if False,
-            they raise :class:`~pylmer.DataError`.
+        allow_new_levels : bool, optional
+            True: predict unseen levels of grouping factors from the fixed part (their
+            random effects are zero); False: unseen levels raise
+            :class:`~pylmer.DataError`.  Not given: as True, with a
+            :class:`~pylmer.errors.NewLevelsWarning` naming the unseen levels.
 
         Returns
         -------

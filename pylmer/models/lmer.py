@@ -18,12 +18,14 @@ import pandas as pd
 
 from .. import inference
 from ..data.coding import GroupCoding
+from ..data.frames import check_weights
 from ..errors import InvalidArgumentError, RError
-from ..inference import normalize_contrasts, predict_interval
+from ..inference import predict_interval
 from ..r import session as _r
 from ..results import LmerResults, format_summary, to_html
 from ._base import MixedModel, prepare_data, row_values
-from .control import LmerControl, as_control, check_bool
+from ._lme4 import Lme4Model
+from .control import LmerControl, as_control, check_bool, normalize_contrasts
 
 __all__ = ["LmerControl", "LmerModel", "anova", "lmer"]  # LmerControl: from .control
 
@@ -98,6 +100,7 @@ def lmer(
     """
     check_bool("reml", reml)
     frame, groups = prepare_data(formula, data, na_action, [weights])
+    check_weights(frame, weights)
     spec = _Spec(
         formula,
         bool(reml),
@@ -110,7 +113,7 @@ def lmer(
     return LmerModel._fit(spec, frame)
 
 
-class LmerModel(MixedModel):
+class LmerModel(Lme4Model):
     """A linear mixed model fitted by lme4 (create it with :func:`lmer`).
 
     All results are plain pandas / numpy / Python values, extracted once right after the
@@ -271,7 +274,7 @@ class LmerModel(MixedModel):
         newdata: pd.DataFrame | None = None,
         *,
         include_random: bool = True,
-        allow_new_levels: bool = True,
+        allow_new_levels: bool | None = None,
         interval: Literal["confidence", "prediction"] | None = None,
         level: float = 0.95,
     ) -> pd.Series | pd.DataFrame:
@@ -284,9 +287,11 @@ class LmerModel(MixedModel):
         include_random : bool
             Add the conditional modes of the random effects (``re.form = NULL``); else
             the fixed part only (``re.form = NA``).
-        allow_new_levels : bool
-            Predict unseen levels of grouping factors from the fixed part (their random
-            effects are zero); if False, unseen levels raise :class:`~pylmer.DataError`.
+        allow_new_levels : bool, optional
+            True: predict unseen levels of grouping factors from the fixed part (their
+            random effects are zero); False: unseen levels raise
+            :class:`~pylmer.DataError`.  Not given: as True, with a
+            :class:`~pylmer.errors.NewLevelsWarning` naming the unseen levels.
         interval : {"confidence", "prediction"}, optional
             Also return standard errors and intervals (a DataFrame); the approximation
             is described in :func:`pylmer.inference.predict_interval`.
@@ -314,8 +319,11 @@ class LmerModel(MixedModel):
         >>> m.predict(sleep.head(3), interval="prediction")  # doctest: +SKIP
         """
         check_bool("include_random", include_random)
-        check_bool("allow_new_levels", allow_new_levels)
+        if allow_new_levels is not None:
+            check_bool("allow_new_levels", allow_new_levels)
         if interval is not None:
+            if allow_new_levels is None:
+                allow_new_levels = self._allow_new_levels(newdata, include_random)
             return predict_interval(
                 self,
                 newdata,
@@ -369,32 +377,6 @@ class LmerModel(MixedModel):
         """Coefficients with Satterthwaite or Kenward-Roger df; see
         :func:`pylmer.inference.fixef_table`."""
         return inference.fixef_table(self, ddf=ddf)
-
-    def emmeans(self, specs: str | Sequence[str], **kwargs: Any) -> inference.EmmeansResult:
-        """Estimated marginal means and contrasts; see :func:`pylmer.inference.emmeans`."""
-        return inference.emmeans(self, specs, **kwargs)
-
-    def r2(self) -> pd.Series:
-        """Nakagawa's marginal and conditional R²; see :func:`pylmer.inference.r2`."""
-        return inference.r2(self)
-
-    def icc(self, *, by_group: bool = False) -> pd.Series | pd.DataFrame:
-        """Intra-class correlation; see :func:`pylmer.inference.icc`."""
-        return inference.icc(self, by_group=by_group)
-
-    def allfit(self, *, n_jobs: int | None = None) -> pd.DataFrame:
-        """Refit with every optimizer (lme4's allFit); see :func:`pylmer.inference.allfit`."""
-        return inference.allfit(self, n_jobs=n_jobs)
-
-    def tidy(
-        self,
-        effects: str | Sequence[str] = ("fixed", "ran_pars"),
-        *,
-        conf_int: bool = False,
-        **kwargs: Any,
-    ) -> pd.DataFrame:
-        """Estimates in broom.mixed's layout; see :func:`pylmer.inference.tidy`."""
-        return inference.tidy(self, effects, conf_int=conf_int, **kwargs)
 
 
 def _satterthwaite_table(value: Any, index: pd.Index) -> pd.DataFrame | None:

@@ -1,8 +1,11 @@
 """The only module that talks to R.
 
 R starts lazily on the first call, never at ``import pylmer``.  The R code of pylmer
-lives in ``r_scripts/*.R``; it is sourced once into a private environment, and every
-call goes through :func:`call`, which
+lives in ``r_scripts/`` (:func:`script_dir`); the scripts named in :data:`SCRIPTS` are
+sourced once, in that order, into a private environment.  To add an R helper file, put
+it in ``r_scripts/`` and add its name to :data:`SCRIPTS` (a script run as a separate
+``Rscript`` program is listed in :data:`PROGRAMS` instead; R scripts that write test
+reference values live under ``tests/``).  Every call goes through :func:`call`, which
 
 * converts Python arguments (DataFrames, arrays, scalars, dicts) to R,
 * runs the helper inside R's ``tryCatch`` / ``withCallingHandlers`` so that R errors
@@ -24,7 +27,6 @@ import itertools
 import os
 import signal
 import threading
-import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -44,6 +46,7 @@ from ..errors import (
     RNotAvailableError,
     RWarning,
     SingularFitWarning,
+    warn,
 )
 
 __all__ = ["RObject", "bind", "call", "held", "lock", "r_versions", "started"]
@@ -65,6 +68,29 @@ _pending_unbind: list[str] = []
 _objects: dict[int, Any] = {}
 _pending_release: list[int] = []
 _keys = itertools.count()
+
+
+#: The R scripts pylmer sources into its environment, in order: bridge.R first (the
+#: others use its helpers), then the rest.  A new script is sourced once it is listed here.
+SCRIPTS: tuple[str, ...] = (
+    "bridge.R",
+    "condvar.R",
+    "diagnostics.R",
+    "formula.R",
+    "glmer.R",
+    "glmmtmb.R",
+    "inference.R",
+    "lmer.R",
+    "mixedml.R",
+    "mixedml_glmm.R",
+    "nlmer.R",
+    "parallel.R",
+    "power.R",
+    "satterthwaite.R",
+)
+#: The R scripts of r_scripts/ run as separate ``Rscript`` programs, never sourced
+#: (validate.R: the plain-R fit of ``pylmer validate``).
+PROGRAMS: tuple[str, ...] = ("validate.R",)
 
 
 def script_dir() -> Path:
@@ -101,16 +127,48 @@ def _start() -> None:
     # workers, Dask nannies) would inherit it and, for a Python that is not the system's
     # (pyenv, conda), load the system's libpython ("undefined symbol: _PyModule_Add" on
     # `import ssl`).  So the variable is put back as it was.
+    #
+    # R's start also sets the process locale from the environment (setlocale(LC_ALL,
+    # "")): LC_COLLATE, LC_TIME, LC_MONETARY, LC_MESSAGES went from Python's "C" to
+    # "C.UTF-8", changing how the user's own Python code collates and formats.  Those
+    # are put back too (LC_CTYPE stays: R decided at start whether text is UTF-8, and
+    # Python had set it from the environment already).  R keeps sorting text as plain
+    # Rscript does: its ICU collator is chosen on the first comparison, made here while
+    # R's locale is still in place.
     ld_before = os.environ.get("LD_LIBRARY_PATH")
+    locale_before = _process_locale()
     try:
         with _console():
             ri.initr_simple()
+            ri.baseenv["sort"](ri.StrSexpVector(["b", "A", "a"]))  # fixes R's collator
             _source_scripts(ri)
     finally:
         if ld_before is None:
             os.environ.pop("LD_LIBRARY_PATH", None)
         else:
             os.environ["LD_LIBRARY_PATH"] = ld_before
+        _restore_locale(locale_before)
+
+
+#: the locale categories R's start changes and pylmer puts back (not LC_CTYPE)
+_LOCALE_CATEGORIES = ("LC_COLLATE", "LC_TIME", "LC_MONETARY", "LC_MESSAGES", "LC_NUMERIC")
+
+
+def _process_locale() -> dict[int, str]:
+    import locale
+
+    cats = [getattr(locale, n) for n in _LOCALE_CATEGORIES if hasattr(locale, n)]
+    return {c: locale.setlocale(c) for c in cats}
+
+
+def _restore_locale(saved: dict[int, str]) -> None:
+    import locale
+
+    for category, value in saved.items():
+        try:
+            locale.setlocale(category, value)
+        except locale.Error:  # pragma: no cover - a value that was valid a moment ago
+            pass
 
 
 @contextlib.contextmanager
@@ -135,12 +193,9 @@ def _source_scripts(ri: Any) -> None:
 
     env = ri.baseenv["new.env"]()
     source = ri.baseenv["sys.source"]
-    # bridge.R first: the other scripts may use its helpers
-    scripts = sorted(script_dir().glob("*.R"), key=lambda p: (p.name != "bridge.R", p.name))
-    for path in scripts:
-        if path.name.startswith("reference") or path.name == "validate.R":
-            continue  # standalone Rscript programs (reference values, pylmer validate)
-        source(ri.StrSexpVector([str(path)]), envir=env)
+    folder = script_dir()
+    for name in SCRIPTS:
+        source(ri.StrSexpVector([str(folder / name)]), envir=env)
     _state.update(ri=ri, convert=_convert, env=env, store=env.find(".pylmer_store"))
     ok = ri.baseenv["requireNamespace"](ri.StrSexpVector(["lme4"]), quietly=True)[0]
     if not ok:
@@ -356,7 +411,8 @@ def call(fun: str, *args: Any, stacklevel: int = 3, **kwargs: Any) -> Any:
         Arguments converted with the rules of :mod:`pylmer.r.convert`; a
         :class:`DataRef` passes the *name* of bound data.
     stacklevel : int
-        ``stacklevel`` of the re-issued R warnings.
+        Unused (kept for callers): re-issued R warnings point at the first frame
+        outside pylmer, the user's line.
 
     Returns
     -------
@@ -446,7 +502,9 @@ def call_with_conditions(
     for key, default in (("warnings", RWarning), ("messages", RMessage)):
         for text in np.atleast_1d(out.get(key, [])):
             cls = classify_warning(str(text))
-            warnings.warn(str(text), default if cls is RWarning else cls, stacklevel=stacklevel + 1)
+            # reported at the first frame outside pylmer (the user's line), whatever
+            # the depth of the call (``stacklevel`` is no longer needed for that)
+            warn(str(text), default if cls is RWarning else cls)
             conditions.append(str(text))
     if out.get("interrupted"):
         raise KeyboardInterrupt

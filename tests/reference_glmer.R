@@ -1,12 +1,11 @@
 # Reference values for tests/test_glmer.py, computed in plain R with lme4 (no pylmer code).
 #
-#   Rscript r_scripts/reference_glmer.R OUTDIR [CASE ...]
+#   Rscript tests/reference_glmer.R OUTDIR [CASE ...]
 #
 # Writes OUTDIR/<case>.json holding every accessor of GlmerModel at full precision (and,
 # for the simulated cases, the data).  The tests run it on their own machine through
 # tests/_refcache.py.  Everything runs inside .refglmer_main(), called only when Rscript
-# runs this file (pylmer's R bridge may source r_scripts/*.R; then it only defines
-# functions).
+# runs this file.
 
 .refglmer_cases <- function() {
   set.seed(20240601)

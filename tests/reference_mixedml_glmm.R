@@ -1,7 +1,7 @@
 # Reference values for tests/test_mixedml_glmm.py, computed in plain R with lme4 (no
 # pylmer code): glmer's own fits of simulated grouped binary and count data, with the data.
 #
-#   Rscript r_scripts/reference_mixedml_glmm.R OUTDIR
+#   Rscript tests/reference_mixedml_glmm.R OUTDIR
 #
 # Writes OUTDIR/<case>.json: the data (x, g, y), glmer's Laplace fit of y ~ x + (1 | g)
 # (fixed effects, theta, log-likelihood, fitted means, conditional modes) and the nAGQ = 0

@@ -2,7 +2,7 @@
 # lmerControl options passed through (optimizers, optCtrl, checks), lme4's convergence
 # derivatives and messages, confint's profile and bootstrap options.
 #
-#   Rscript r_scripts/reference_control.R <outdir>
+#   Rscript tests/reference_control.R <outdir>
 #
 # Writes one JSON per case into <outdir> (tests/_refcache.py runs it once per machine).
 

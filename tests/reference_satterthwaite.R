@@ -2,7 +2,7 @@
 # values in plain R (lme4 + lmerTest, no pylmer code) for models beyond reference.R's:
 # singular fits, prior weights, uncorrelated terms, several fixed effects.
 #
-#   Rscript r_scripts/reference_satterthwaite.R <outdir>
+#   Rscript tests/reference_satterthwaite.R <outdir>
 #
 # Writes <outdir>/<case>_<reml|ml>.json (tests/_refcache.py runs it once per machine).
 

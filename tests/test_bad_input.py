@@ -1,10 +1,9 @@
-"""Reliability (issue 7): bad input, R failures, concurrency, interrupts, memory, fuzzing.
-
-Every bad input must end in a :class:`pylmer.PylmerError` whose message names the column,
-term or level at fault (or, where lme4 legitimately fits, in a Python warning that is also
-kept on the model), never in a raw R traceback, a hang or a crash; and the R session must
-stay usable afterwards.  The bad-input cases are tables: one row per case, each followed
-by a sleepstudy fit that must give the usual numbers.
+"""Bad input to lmer, predict and MixedML (issue 7): every case ends in a
+:class:`pylmer.PylmerError` whose message names the column, term or level at fault (or, where
+lme4 legitimately fits, in a Python warning that is also kept on the model), never in a raw R
+traceback, a hang or a crash; and the R session stays usable afterwards.  The cases are
+tables: one row per case, each followed by a sleepstudy fit that must give the usual numbers.
+Also: a failed refit leaves no stale fit.
 
 Cases marked ``xfail(strict=True)`` document a known gap (the reason says which fix is
 needed); when the gap is closed they XPASS and fail, so the mark must then be removed.
@@ -12,25 +11,16 @@ needed); when the gap is closed they XPASS and fail, so the mark must then be re
 
 from __future__ import annotations
 
-import gc
-import json
 import re
-import subprocess
-import sys
-import threading
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from _refcache import reference
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from _reliability import SLEEP, _na, assert_r_usable, sleep_fixef
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
@@ -43,20 +33,11 @@ from pylmer import (
     RError,
     RMessage,
     SingularFitWarning,
-    cli,
     datasets,
     lmer,
 )
 from pylmer.data.simulate import simulate_longitudinal
 from pylmer.estimators import LmerRegressor
-from pylmer.r import session as _r
-
-SLEEP = "Reaction ~ Days + (Days | Subject)"
-
-
-def sleep_fixef() -> list[float]:
-    """Plain R's REML fixed effects of SLEEP on this machine (r_scripts/reference.R)."""
-    return reference("reference.R", "sleepstudy_reml")["fixef"]["columns"]["estimate"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,13 +48,6 @@ def _r_started(r_session):
 @pytest.fixture(scope="module")
 def sleep() -> pd.DataFrame:
     return datasets.load("sleepstudy")
-
-
-def assert_r_usable() -> None:
-    """A normal sleepstudy fit still works and gives lme4's numbers."""
-    m = lmer(SLEEP, datasets.load("sleepstudy"))
-    np.testing.assert_allclose(m.fixef_wald["estimate"], sleep_fixef(), rtol=1e-6)
-    assert m.converged and not m.messages
 
 
 # ====================================================================== the tables
@@ -124,18 +98,6 @@ class Case:
     match: str = ""
     check: Callable[[Any], None] | None = None
     xfail: str | None = None
-
-
-def _na(df: pd.DataFrame, column: str, value: Any, row: int = 3) -> pd.DataFrame:
-    """``df`` with ``value`` (NaN, None or pd.NA) at one row of ``column``."""
-    out = df.copy()
-    if value is pd.NA:
-        kind = "string" if isinstance(out[column].dtype, pd.CategoricalDtype) else "Float64"
-        out[column] = out[column].astype(str if kind == "string" else float).astype(kind)
-    else:
-        out[column] = out[column].astype(object)
-    out.loc[out.index[row], column] = value
-    return out
 
 
 def _nobs(n: int) -> Callable[[Any], None]:
@@ -698,97 +660,6 @@ def test_mixedml_bad_input(case, ctx, capfd):
     _run_case(case, ctx, capfd)
 
 
-# ---------------------------------------------------------------- the command line
-
-
-@pytest.fixture(scope="module")
-def csvs(tmp_path_factory, sleep) -> Path:
-    """Small CSV files, good and bad, for the command-line table."""
-    d = tmp_path_factory.mktemp("csv")
-    good = sleep.assign(half=np.where(sleep["Days"] < 5, "early", "late"), label="x")
-    good.to_csv(d / "sleep.csv", index=False)
-    good.head(4).assign(half=["early", "middle", "late", "early"]).to_csv(
-        d / "new_half.csv", index=False
-    )
-    good.head(3).drop(columns="Days").to_csv(d / "no_days.csv", index=False)
-    good.head(0).to_csv(d / "empty.csv", index=False)
-    good.assign(g="a").to_csv(d / "one_level.csv", index=False)
-    good.assign(g=np.arange(180)).to_csv(d / "as_many_levels.csv", index=False)
-    _na(good, "Reaction", np.nan).to_csv(d / "na.csv", index=False)
-    good.rename(columns={"Reaction": "re act"}).to_csv(d / "space.csv", index=False)
-    (d / "dup.csv").write_text("y,y,g\n1,2,a\n3,4,b\n5,6,a\n")
-    long = simulate_longitudinal(n_subjects=20, n_times=6, seed=1)
-    long = long[["individus", "x2_x5", "y_mixed_obs"]]
-    long.to_csv(d / "long.csv", index=False)
-    long.assign(y_mixed_obs="s").to_csv(d / "long_text_y.csv", index=False)
-    _na(long, "individus", np.nan).to_csv(d / "long_na_group.csv", index=False)
-    long.assign(individus=1).to_csv(d / "long_one_level.csv", index=False)
-    return d
-
-
-MM = ("--target", "y_mixed_obs", "--random", "(1 | individus)", "--max-iter", "3")
-
-# id, argv (``{d}`` is the CSV folder), exit status, regex the error / warning line matches
-CLI_CASES: list[Any] = [
-    ("formula_syntax_error", ["fit", "{d}/sleep.csv", "Reaction ~ Days + (1 | Subject"], 1,
-     r"error: cannot parse the formula 'Reaction ~ Days \+ \(1 \| Subject'"),
-    ("no_random_effects_term", ["fit", "{d}/sleep.csv", "Reaction ~ Days"], 1,
-     r"error: the formula 'Reaction ~ Days' has no random-effects term"),
-    ("response_is_text", ["fit", "{d}/sleep.csv", "label ~ Days + (1 | Subject)"], 1,
-     r"error: the response 'label' must be numeric"),
-    ("missing_response_dropped_with_warning", ["fit", "{d}/na.csv", SLEEP, "--no-pvalues"], 0,
-     r"warning: lme4 dropped 1 of 180 rows .*'Reaction': 1"),
-    ("grouping_factor_with_one_level", ["fit", "{d}/one_level.csv", "Reaction ~ Days + (1|g)"], 1,
-     r"error: R error: grouping factor 'g' has only 1 level \('a'\)"),
-    ("grouping_factor_with_as_many_levels_as_rows",
-     ["fit", "{d}/as_many_levels.csv", "Reaction ~ Days + (1|g)"], 1,
-     r"error: R error: grouping factor 'g' has as many levels \(180\) as observations"),
-    ("duplicate_header", ["fit", "{d}/dup.csv", "y ~ 1 + (1 | g)"], 1,
-     r"error: .*dup\.csv has duplicate column names: 'y'"),
-    ("empty_csv", ["fit", "{d}/empty.csv", SLEEP], 1,
-     r"error: .*empty\.csv has no data rows \(columns: Reaction, Days, Subject"),
-    ("name_with_space_not_quoted", ["fit", "{d}/space.csv", "re act ~ Days + (1 | Subject)"], 1,
-     r"error: cannot parse the formula .*backticks, e\.g\. `re act`"),
-    ("predict_unseen_fixed_level",
-     ["predict", "{d}/sleep.csv", "Reaction ~ Days + half + (1 | Subject)",
-      "--newdata", "{d}/new_half.csv"], 1,
-     r"error: column 'half' of newdata has level\(s\) not seen in training: 'middle'"),
-    ("predict_newdata_lacks_a_column",
-     ["predict", "{d}/sleep.csv", SLEEP, "--newdata", "{d}/no_days.csv"], 1,
-     r"error: newdata lacks column\(s\) the model uses: 'Days'"),
-    ("mixedml_target_is_text", ["mixedml", "{d}/long_text_y.csv", *MM], 1,
-     r"error: the target column 'y_mixed_obs' is not numeric"),
-    ("mixedml_missing_group_dropped_with_warning", ["mixedml", "{d}/long_na_group.csv", *MM], 0,
-     r"warning: dropping 1 of 120 rows with missing values \(missing per column: 'individus': 1\)"),
-    ("mixedml_unbalanced_parentheses",
-     ["mixedml", "{d}/long.csv", "--target", "y_mixed_obs", "--random", "(1 | individus"], 1,
-     r"error: random effects '\(1 \| individus' has unbalanced parentheses"),
-    pytest.param(
-        "mixedml_grouping_factor_with_one_level", ["mixedml", "{d}/long_one_level.csv", *MM], 1,
-        r"error: .*'individus'",
-        id="mixedml_grouping_factor_with_one_level",
-    ),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("case_id", "argv", "status", "match"),
-    [pytest.param(*c, id=c[0]) if type(c) is tuple else c for c in CLI_CASES],
-)
-def test_cli_bad_input(case_id, argv, status, match, csvs, tmp_path, capsys):
-    args = [a.replace("{d}", str(csvs)) for a in argv]
-    code = cli.main([*args, "--quiet", "--out", str(tmp_path / "out")])
-    _, err = capsys.readouterr()
-    assert code == status, err
-    assert "Traceback" not in err
-    kind = "error" if status else "warning"
-    lines = [ln for ln in err.splitlines() if ln.startswith(f"pylmer: {kind}:")]
-    assert any(re.search(match, ln) for ln in lines), err
-    if status:
-        assert len([ln for ln in err.splitlines() if ln.startswith("pylmer: error:")]) == 1, err
-    assert_r_usable()
-
-
 # ====================================================================== R failures
 
 
@@ -851,242 +722,3 @@ def test_mixedml_singular_fit_warns_and_keeps_lme4_message(ctx):
     assert len([w for w in record if issubclass(w.category, SingularFitWarning)]) == 1
     assert model.lmer_.is_singular
     assert any("singular" in m for m in model.lmer_.messages), model.lmer_.messages
-
-
-# ====================================================================== concurrency
-
-
-def _summary(m: Any) -> np.ndarray:
-    return np.r_[m.fixef_wald["estimate"], m.theta, m.sigma, m.loglik]
-
-
-def _variant(sleep: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Distinct data per task, so that a mix-up between threads shows in the numbers."""
-    return sleep.assign(Reaction=sleep["Reaction"] * (1 + k / 10) + k)
-
-
-def test_threads_serialise_and_match_sequential_fits(sleep):
-    tasks = [(k, reml) for k in range(6) for reml in (True, False)]
-    expected = {t: _summary(lmer(SLEEP, _variant(sleep, t[0]), reml=t[1])) for t in tasks}
-    start = threading.Barrier(4)
-
-    def work(chunk: list[tuple[int, bool]]) -> dict:
-        start.wait()
-        out = {}
-        for k, reml in chunk:
-            with pytest.raises(FormulaError):  # errors in between do not disturb anyone
-                lmer("Reaction ~ Nope + (1 | Subject)", sleep)
-            m = lmer(SLEEP, _variant(sleep, k), reml=reml)
-            out[k, reml] = (_summary(m), m.predict(sleep.head(5)).to_numpy())
-        return out
-
-    with ThreadPoolExecutor(4) as pool:
-        results = {}
-        for part in pool.map(work, [tasks[i::4] for i in range(4)]):
-            results.update(part)
-    assert set(results) == set(tasks)
-    for t, (summary, pred) in results.items():
-        np.testing.assert_allclose(summary, expected[t], rtol=1e-10, err_msg=str(t))
-        fitted = lmer(SLEEP, _variant(sleep, t[0]), reml=t[1]).predict(sleep.head(5))
-        np.testing.assert_allclose(pred, fitted, rtol=1e-10, err_msg=str(t))
-
-
-def test_joblib_loky_workers_each_run_their_own_r(sleep):
-    joblib = pytest.importorskip("joblib")
-    from joblib.externals.loky import get_reusable_executor
-
-    tasks = [(k, reml) for k in range(2) for reml in (True, False)]
-    try:
-        fits = joblib.Parallel(n_jobs=2, backend="loky")(
-            joblib.delayed(lmer)(SLEEP, _variant(sleep, k), reml=reml) for k, reml in tasks
-        )
-        started = set(joblib.Parallel(n_jobs=2, backend="loky")(
-            joblib.delayed(_r.started)() for _ in range(4)
-        ))  # fmt: skip
-    finally:
-        get_reusable_executor().shutdown(wait=True)
-    assert started == {True}  # each worker started its own R for its fits
-    for (k, reml), m in zip(tasks, fits, strict=True):
-        here = lmer(SLEEP, _variant(sleep, k), reml=reml)
-        np.testing.assert_allclose(_summary(m), _summary(here), rtol=1e-10)
-        # the model came back pickled: predict refits it in this process's R
-        np.testing.assert_allclose(m.predict(sleep.head(3)), here.predict(sleep.head(3)))
-
-
-# ====================================================================== interrupt
-
-INTERRUPT_SCRIPT = """
-import json, os, signal, threading, time
-import numpy as np, pandas as pd
-from pylmer import datasets, lmer
-sleep = datasets.load("sleepstudy")
-before = lmer("Reaction ~ Days + (Days | Subject)", sleep).fixef_wald["estimate"].tolist()
-rng = np.random.default_rng(0)
-n = 40_000  # crossed random slopes: minutes of lme4 work
-a, b = rng.integers(0, 800, n), rng.integers(0, 600, n)
-big = pd.DataFrame({"y": rng.normal(size=n) + rng.normal(size=800)[a] + rng.normal(size=600)[b],
-                    "x": rng.normal(size=n), "a": pd.Categorical(a), "b": pd.Categorical(b)})
-threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()
-start = time.perf_counter()
-try:
-    lmer("y ~ x + (1 + x | a) + (1 + x | b)", big)
-    outcome = "finished"
-except KeyboardInterrupt:
-    outcome = "KeyboardInterrupt"
-seconds = time.perf_counter() - start
-after = lmer("Reaction ~ Days + (Days | Subject)", sleep).fixef_wald["estimate"].tolist()
-print(json.dumps({"outcome": outcome, "seconds": seconds, "before": before, "after": after}))
-"""
-
-
-def test_keyboard_interrupt_during_a_long_fit_returns_and_next_fit_works():
-    proc = subprocess.run(
-        [sys.executable, "-c", INTERRUPT_SCRIPT], capture_output=True, text=True, timeout=90
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout.splitlines()[-1])
-    assert report["outcome"] == "KeyboardInterrupt", report
-    assert report["seconds"] < 10, report  # signal at 1.5 s
-    assert report["after"] == report["before"]
-    assert "Exception ignored" not in proc.stderr, proc.stderr
-
-
-# ====================================================================== memory
-
-
-def test_repeated_fits_release_r_objects(sleep):
-    """200 sleepstudy fits: R's heap in use, the bound data and the process RSS stay flat.
-
-    Keeping the 200 models alive instead grows R's heap by about 15 MB and the RSS by about
-    20 MB on lme4 1.1-31, so the bounds below catch a leak of the R objects.
-    """
-    psutil = pytest.importorskip("psutil")
-    proc = psutil.Process()
-
-    def r_heap_mb() -> float:
-        used = _r.call("gc", full=True)  # Ncells, Vcells x (used, (Mb), ...)
-        return float(used.iloc[0, 1] + used.iloc[1, 1])
-
-    def n_bound() -> int:
-        store = _r.RObject(_r._state["store"], ("environment",))
-        names = _r.call("ls", envir=store)
-        return 0 if names is None else len(np.atleast_1d(names))
-
-    for _ in range(40):  # warm-up: R's heap grows to its working size
-        m = lmer(SLEEP, sleep).predict(sleep.head(2))
-    gc.collect()
-    heap0, bound0, rss0 = r_heap_mb(), n_bound(), proc.memory_info().rss
-    for _ in range(200):
-        m = lmer(SLEEP, sleep)
-        m.predict(sleep.head(2))
-    del m
-    gc.collect()
-    heap1, bound1, rss1 = r_heap_mb(), n_bound(), proc.memory_info().rss
-    assert heap1 - heap0 < 2.0, (heap0, heap1)
-    assert bound1 <= bound0, (bound0, bound1)
-    assert (rss1 - rss0) / 2**20 < 15, (rss0, rss1)
-
-
-# ====================================================================== fuzzing
-
-_ODD_TEXT = st.text(
-    alphabet=st.one_of(
-        st.characters(codec="utf-8"), st.sampled_from(["\x00", "\ud800", " ", ".", "é", "`"])
-    ),
-    max_size=6,
-)
-_CELLS = st.one_of(
-    _ODD_TEXT,
-    st.none(),
-    st.just(np.nan),
-    st.booleans(),
-    st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-)
-
-
-def _r_safe(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=_ODD_TEXT, cells=st.lists(_CELLS, max_size=8), categorical=st.booleans())
-def test_fuzz_column_conversion(name, cells, categorical):
-    """Any column either arrives in R intact (same length, same missing values, exact
-    numbers, one level per distinct text) or is refused with a DataError naming it."""
-    series = pd.Series(cells, dtype=object)
-    if categorical:
-        series = series.astype("category")
-    df = pd.DataFrame({name: series})
-    try:
-        ref = _r.bind(df)
-    except DataError as exc:
-        assert repr(name) in str(exc) or "column name" in str(exc), str(exc)
-        return
-    assert _r_safe(name)
-    info = _r.call(".pylmer_describe", ref)
-    assert info["nrow"].tolist() in ([], [len(cells)])
-    assert int(info["n_na"].iloc[0]) == int(series.isna().sum())
-    back = _r.call(".pylmer_get", ref)[name]
-    if info["class"].iloc[0] == "factor":
-        labels = [str(v) for v in (series.cat.categories if categorical else series.dropna())]
-        assert all(_r_safe(v) for v in labels)
-        assert sorted(back.cat.categories) == sorted(set(labels))
-    elif info["typeof"].iloc[0] == "double":
-        numbers = pd.to_numeric(series.astype(object), errors="coerce").astype(float).to_numpy()
-        np.testing.assert_array_equal(back.to_numpy(dtype=float), numbers)
-        big = [v for v in cells if isinstance(v, int) and abs(v) > 2**53]
-        assert not big
-
-
-@st.composite
-def _model_data(draw) -> tuple[str, pd.DataFrame]:
-    n = draw(st.integers(0, 24))
-    n_groups = draw(st.integers(1, max(n, 1)))
-    y = draw(st.lists(st.one_of(st.floats(-1e3, 1e3), st.just(np.nan), st.just(np.inf)),
-                      min_size=n, max_size=n))  # fmt: skip
-    x = draw(st.lists(st.floats(-10, 10), min_size=n, max_size=n))
-    kind = draw(st.sampled_from(["float", "const", "collinear", "text", "category", "missing"]))
-    groups = [f"g{draw(st.integers(0, n_groups - 1))}" for _ in range(n)]
-    data = pd.DataFrame({"y": pd.Series(y, dtype=float), "x": pd.Series(x, dtype=float)})
-    data["z"] = {
-        "float": data["x"] ** 2,
-        "const": pd.Series(1.0, index=data.index),
-        "collinear": 2 * data["x"],
-        "text": pd.Series([f"t{i % 3}" for i in range(n)], dtype=object),
-        "category": pd.Series(pd.Categorical([f"c{i % 2}" for i in range(n)], ["c0", "c1", "u"])),
-        "missing": data["x"].where(data.index % 4 != 0),
-    }[kind]
-    data[draw(st.sampled_from(["g", "g g", "g.é"]))] = groups
-    group = f"`{data.columns[-1]}`"
-    formula = draw(st.sampled_from([
-        "y ~ x + (1 | {g})", "y ~ x + z + (1 | {g})", "y ~ z + (x | {g})",
-        "y ~ 0 + (1 | {g})", "y ~ x + (x || {g})", "z ~ x + (1 | {g})",
-    ])).format(g=group)  # fmt: skip
-    return formula, data
-
-
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_model_data())
-def test_fuzz_formula_and_data(case):
-    """Random small formula/data combinations: a model consistent with its data, or a
-    PylmerError; never another exception, and R stays usable."""
-    formula, data = case
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            m = lmer(formula, data)
-        except PylmerError as exc:
-            assert str(exc)
-            return
-    assert m.fitted.index.equals(data.index)
-    assert m.nobs == int(m.fitted.notna().sum()) <= len(data)
-    assert not np.isnan(m.loglik)  # +inf for a perfect fit (sigma = 0), as in R
-    used = m.fitted.notna()
-    response = data[formula.split(" ~")[0]][used].astype(float)
-    np.testing.assert_allclose((m.fitted + m.residuals)[used], response, atol=1e-8)
-    assert _r.call("sum", [1, 2]) == 3

@@ -1,6 +1,6 @@
 # Reference values for tests/test_lmer.py, computed in plain R with lme4 (no pylmer code).
 #
-#   Rscript r_scripts/reference.R tests/reference          (or: make reference)
+#   Rscript tests/reference.R tests/reference          (or: make reference)
 #
 # Writes <outdir>/<dataset>_<reml|ml>.json holding every accessor of LmerModel at full
 # precision, plus the versions of R, lme4, lmerTest and the BLAS that produced them.  The

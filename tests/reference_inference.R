@@ -1,7 +1,7 @@
 # Reference values for tests/test_inference.py, computed in plain R (lme4, lmerTest,
 # pbkrtest, emmeans, performance, merTools, broom.mixed when installed; no pylmer code).
 #
-#   Rscript r_scripts/reference_inference.R <outdir>
+#   Rscript tests/reference_inference.R <outdir>
 #
 # Writes one JSON per case: politeness (a simulated design with a 3-level within-subject
 # factor, a 2-level between-subject factor and their interaction; the data are in the

@@ -1,6 +1,6 @@
 # Reference values for tests/test_parallel.py from plain R (lme4, lmerTest, pbkrtest):
 # bootMer draws and confint(method = "boot"), PBmodcomp, and a plain-R loop of refit()
-# over many responses.  Usage: Rscript r_scripts/reference_parallel.R <output dir>
+# over many responses.  Usage: Rscript tests/reference_parallel.R <output dir>
 # (standalone: does nothing when sourced).
 
 .ref_parallel_main <- function(out) {
