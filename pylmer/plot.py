@@ -459,21 +459,24 @@ def power_curve(curve: pd.DataFrame, *, target: float = 0.8, ax: Axes | None = N
     ax.text(x.min(), target, f" {target:.0%}", va="bottom", ha="left", color="grey", fontsize=8)
     reached = np.flatnonzero(y >= target)
     if reached.size:
-        ax.axvline(x[reached[0]], color="C3", ls=":", lw=1)
+        first = x[reached[0]]
+        ax.axvline(first, color="C3", ls=":", lw=1)
+        right = first > (x.min() + x.max()) / 2  # label on the side with room
         ax.annotate(
-            f"{target:.0%} at {x[reached[0]]:g}",
-            (x[reached[0]], y[reached[0]]),
+            f"{target:.0%} reached at {first:g}",
+            (first, 0.08),
             textcoords="offset points",
-            xytext=(6, -14),
+            xytext=(-6 if right else 6, 0),
+            ha="right" if right else "left",
             color="C3",
             fontsize=9,
         )
     attrs = curve.attrs
     along, within = attrs.get("along"), attrs.get("within")
     if along and within:
-        xlabel = f"values of {along} per level of {within}"
+        xlabel = f"number of {along} values per {within}"
     elif along:
-        xlabel = f"levels of {along}"
+        xlabel = f"number of levels of {along}"
     else:
         xlabel = "size"
     ax.set_xlabel(xlabel)
@@ -486,7 +489,7 @@ def power_curve(curve: pd.DataFrame, *, target: float = 0.8, ax: Axes | None = N
         title += f": {attrs['test']} ({attrs.get('method')}, alpha {attrs.get('alpha', 0.05):g}"
         title += f", {nsim} simulations per size)" if nsim else ")"
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)  # power rises with size: room there
     ax.grid(alpha=0.3)
     return ax
 

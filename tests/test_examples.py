@@ -46,6 +46,11 @@ CASES = {
             "KEY prediction interval width",
         ],
     ),
+    "power.py": (
+        ["--quick"],
+        ["curve"],
+        ["KEY power with 18 subjects", "KEY subjects for 80% power"],
+    ),
     "insteval.py": (
         ["--quick"],
         ["test_residuals", "ranef_vs_r", "dept_caterpillar"],

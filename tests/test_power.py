@@ -13,6 +13,7 @@ import pytest
 from _refcache import reference
 
 import pylmer
+import pylmer.plot
 from pylmer import datasets
 from pylmer.errors import InvalidArgumentError
 
@@ -120,6 +121,13 @@ def test_power_curve_designs(model):
     # the data's own size is power() on the model itself (same seed: same draws)
     own = pylmer.power(model, "Days", effect={"Days": 4.0}, nsim=3, seed=2)
     assert curve.loc[1, "power"] == own.power
+    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib not installed")
+    matplotlib.use("Agg")
+    ax = pylmer.plot.power_curve(curve)
+    assert ax.get_xlabel() == "number of levels of Subject"
+    assert ax.get_title().startswith("Power curve: Days (satterthwaite, alpha 0.05")
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), curve["power"])
+    matplotlib.pyplot.close(ax.figure)
     within = pylmer.power_curve(
         model, "Days", along="Days", within="Subject", sizes=[3, 14], nsim=2, seed=2
     )
