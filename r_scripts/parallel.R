@@ -192,15 +192,20 @@
 # The template model of lmer_many: `formula` (response `.pylmer_y`) fitted once on the
 # data bound as `name`; the other responses are refitted from it (lme4's refit, which
 # starts the optimizer at the template's theta).
-.pylmer_many_template <- function(name, formula, REML = TRUE, control = NULL) {
+.pylmer_many_template <- function(name, formula, REML = TRUE, control = NULL,
+                                  family = NULL, link = NULL) {
   data <- get(name, envir = .pylmer_store)
-  f <- .pylmer_lmer_formula(formula, data)
+  f <- if (is.null(family)) .pylmer_lmer_formula(formula, data) else stats::as.formula(formula)
   env <- new.env(parent = globalenv())
   env$data <- data
   environment(f) <- env
-  call <- bquote(lme4::lmer(.(f), data = data, REML = .(REML),
-                            control = .(.pylmer_lmer_control(control)),
-                            na.action = stats::na.omit))
+  call <- if (is.null(family)) {
+    bquote(lme4::lmer(.(f), data = data, REML = .(REML),
+                      control = .(.pylmer_lmer_control(control)), na.action = stats::na.omit))
+  } else {
+    # a GLMM (glmer.R's call: the family as a call, glmer.nb for the negative binomial)
+    .pylmer_glmer_call(f, family, link, 1L, control, NULL, NULL, "omit")
+  }
   vars <- intersect(all.vars(f), names(data))
   suppressMessages(suppressWarnings(
     tryCatch(eval(call, env), error = function(e) .pylmer_lmer_explain(e, f, data, vars))
@@ -267,6 +272,8 @@
   converged <- logical(k)
   method <- rep(NA_character_, k)
   messages <- error <- rep(NA_character_, k)
+  glmm <- lme4::isGLMM(template)
+  if (glmm) satterthwaite <- FALSE  # Wald z tests instead
   for (j in seq_len(k)) {
     y <- as.numeric(Y[, j])
     r <- .pylmer_par_try({
@@ -274,7 +281,7 @@
       obs <- y[!is.na(y)]
       if (!length(obs)) stop("all values of the response are missing")
       if (any(!is.finite(obs))) stop("the response holds infinite values")
-      method[j] <- if (anyNA(yu)) "lmer" else "refit"
+      method[j] <- if (!anyNA(yu)) "refit" else if (glmm) "glmer" else "lmer"
       yu <- yu[!is.na(yu)]
       if (length(yu) && all(yu == yu[1L])) {
         stop("the response is constant (every used value is ", format(yu[1L]), ")")
@@ -307,12 +314,19 @@
     beta <- lme4::fixef(model)
     s <- stats::sigma(model)
     est[, j] <- beta
-    se[, j] <- s * sqrt(diag(model@pp$unsc()))  # vcov.merMod's diagonal
+    if (glmm) {
+      se[, j] <- sqrt(diag(as.matrix(stats::vcov(model))))
+      pv[, j] <- 2 * stats::pnorm(abs(beta / se[, j]), lower.tail = FALSE)  # Wald z
+      vc <- as.data.frame(lme4::VarCorr(model))
+      vc <- list(variance = vc$vcov, sd_or_cor = vc$sdcor)
+    } else {
+      se[, j] <- s * sqrt(diag(model@pp$unsc()))  # vcov.merMod's diagonal
+      vc <- .pylmer_many_vc_values(model)
+    }
     if (!is.null(r$value$sat)) {
       dfs[, j] <- r$value$sat$df
       pv[, j] <- r$value$sat$p_value
     }
-    vc <- .pylmer_many_vc_values(model)
     vc_var[, j] <- vc$variance
     vc_sd[, j] <- vc$sd_or_cor
     st <- .pylmer_many_status(model)

@@ -24,3 +24,32 @@ out <- list(
   p_pb = pb$test["PBtest", "p.value"]
 )
 write_json(out, file.path(outdir, "cbpp.json"), digits = NA, auto_unbox = TRUE)
+
+# lmer_many(family = "poisson"): a template glmer fitted to the first response, refit()
+# to each (glmerControl() as pylmer's call holds it); a response with a missing value
+# gets a fresh glmer fit on its complete rows.
+set.seed(11)
+u <- rnorm(nlevels(cbpp$herd), sd = 0.5)[as.integer(cbpp$herd)]
+Y <- sapply(1:3, function(j) rpois(nrow(cbpp), exp(1 + 0.3 * (cbpp$period == "2") + u)))
+Y <- cbind(Y, Y[, 1L])
+Y[5L, 4L] <- NA
+d <- cbpp
+d$.pylmer_y <- Y[, 1L]
+template <- glmer(.pylmer_y ~ period + (1 | herd), data = d, family = poisson)
+fits <- lapply(seq_len(ncol(Y)), function(j) {
+  if (anyNA(Y[, j])) {
+    d$.pylmer_y <- Y[, j]
+    glmer(.pylmer_y ~ period + (1 | herd), data = d, family = poisson, na.action = na.omit)
+  } else {
+    refit(template, Y[, j], control = glmerControl())
+  }
+})
+out <- list(
+  Y = unname(lapply(seq_len(ncol(Y)), function(j) Y[, j])),
+  estimate = unname(lapply(fits, function(m) unname(fixef(m)))),
+  std_error = unname(lapply(fits, function(m) unname(sqrt(diag(as.matrix(vcov(m))))))),
+  sd = unname(lapply(fits, function(m) as.data.frame(VarCorr(m))$sdcor)),
+  loglik = unname(vapply(fits, function(m) as.numeric(logLik(m)), 0))
+)
+write_json(out, file.path(outdir, "many_poisson.json"), digits = NA, auto_unbox = TRUE,
+           na = "null")

@@ -90,7 +90,7 @@ def test_confint_boot_equals_r(model):
     ref = reference("reference_parallel.R", "boot_sleepstudy")
     # boot.ci warns, as in plain R, that 30 draws put the 2.5% point at an extreme draw
     with pytest.warns(RWarning, match="extreme order statistics"):
-        ci = model.confint(method="boot", nsim=30, seed=42)
+        ci = model.confint(method="boot", nsim=30, seed=42, old_names=True)
     assert list(ci.index) == ref["ci_names"]
     assert list(ci.columns) == ref["ci_cols"]
     np.testing.assert_allclose(ci.iloc[:, 0], ref["lower"], rtol=RTOL)
@@ -300,9 +300,9 @@ def test_glmer_bootstrap_equals_r_and_is_invariant_to_n_jobs(cbpp_models):
     ref = reference("reference_parallel_glmm.R", "cbpp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ci = P.bootstrap_confint(m, nsim=8, seed=1)
-        ci2 = P.bootstrap_confint(m, nsim=8, seed=1, n_jobs=2)
-        table = P.bootstrap_anova(m0, m, nsim=8, seed=3, n_jobs=2)
+        ci = P.bootstrap_confint(m, nsim=8, seed=1, old_names=True)
+        ci2 = m.confint(method="boot", nsim=8, seed=1, n_jobs=2, old_names=True)
+        table = pylmer.anova(m0, m, method="bootstrap", nsim=8, seed=3, n_jobs=2)
     assert list(ci.index) == ref["ci_names"]  # no .sigma for a binomial GLMM, as in R
     np.testing.assert_allclose(ci.iloc[:, 0], ref["lower"], rtol=RTOL)
     np.testing.assert_allclose(ci.iloc[:, 1], ref["upper"], rtol=RTOL)
@@ -310,3 +310,23 @@ def test_glmer_bootstrap_equals_r_and_is_invariant_to_n_jobs(cbpp_models):
     np.testing.assert_allclose(table.attrs["ref"], ref["ref"], rtol=RTOL)
     np.testing.assert_allclose(table.loc["LRT", "stat"], ref["stat"], rtol=RTOL)
     assert table.loc["PBtest", "p_value"] == pytest.approx(ref["p_pb"], rel=1e-12)
+
+
+def test_lmer_many_glmm_equals_r_refit_loop(r_session):
+    ref = reference("reference_parallel_glmm.R", "many_poisson")
+    data = datasets.load("cbpp")
+    names = [f"y{j}" for j in range(len(ref["Y"]))]
+    for name, y in zip(names, ref["Y"], strict=True):
+        data[name] = np.asarray([np.nan if v is None else v for v in y], dtype=float)
+    one = pylmer.lmer_many("~ period + (1 | herd)", data, names, family="poisson")
+    two = pylmer.lmer_many("~ period + (1 | herd)", data, names, family="poisson", n_jobs=2)
+    assert list(one.fit["method"]) == ["refit", "refit", "refit", "glmer"]
+    assert {"z_value", "p_value"} <= set(one.fixef.columns) and "df" not in one.fixef
+    for j, name in enumerate(names):
+        fe = one.fixef[one.fixef["response"] == name]
+        np.testing.assert_allclose(fe["estimate"], ref["estimate"][j], rtol=RTOL)
+        np.testing.assert_allclose(fe["std_error"], ref["std_error"][j], rtol=RTOL)
+        vc = one.varcorr[one.varcorr["response"] == name]
+        np.testing.assert_allclose(vc["sd_or_cor"], np.atleast_1d(ref["sd"][j]), rtol=RTOL)
+    np.testing.assert_allclose(one.fit["loglik"], ref["loglik"], rtol=RTOL)
+    pd.testing.assert_frame_equal(one.fixef, two.fixef)
