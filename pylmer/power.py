@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidArgumentError, RWarning
+from .errors import InvalidArgumentError, RWarning, warn
 from .models.glmer import GlmerModel
 from .models.lmer import LmerModel
 from .parallel import (
@@ -285,11 +285,10 @@ def _result(
     low, high = _binom_ci(hits, ok.size)
     if failed:
         first = next(iter(failed.values()))
-        warnings.warn(
+        warn(
             f"{len(failed)} of {nsim} power simulations failed (not counted; "
             f"result.errors has the messages), e.g.: {first}",
             RWarning,
-            stacklevel=3,
         )
     return PowerResult(
         power=hits / ok.size if ok.size else float("nan"),

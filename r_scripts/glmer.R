@@ -21,7 +21,7 @@
 
 # The formula (checked by lmer.R's parser) and the response checked against the family;
 # every message names the response column or expression.
-.pylmer_glmer_formula <- function(formula, data, family) {
+.pylmer_glmer_formula <- function(formula, data, family, weights = NULL) {
   f <- tryCatch(
     .pylmer_lmer_formula(formula, data),
     # lmer's parser wants a numeric response; a binomial one may be a two-level factor
@@ -35,7 +35,7 @@
   lhs <- f[[2L]]
   label <- paste(deparse(lhs), collapse = " ")
   y <- eval(lhs, data, baseenv())
-  .pylmer_glmer_check_response(y, label, family)
+  .pylmer_glmer_check_response(y, label, family, weights, data)
   f
 }
 
@@ -45,7 +45,15 @@
          " with ", format(x[rows[1L]], digits = 6L))
 }
 
-.pylmer_glmer_check_response <- function(y, label, family) {
+# Values that are not whole numbers (beyond rounding error).
+.pylmer_not_whole <- function(x) !is.na(x) & abs(x - round(x)) > 1e-7 * pmax(1, abs(x))
+
+# The response must lie in the family's domain: binomial 0/1, proportions (whole numbers
+# of successes with weights = trials), two-level factors or cbind(successes, failures) of
+# whole numbers; Poisson and negative binomial whole non-negative counts; Gamma and
+# inverse Gaussian positive values.  `weights` is a column name (in `data`), per-row
+# values, NULL (none: proportions are refused), or NA (unknown: not checked).
+.pylmer_glmer_check_response <- function(y, label, family, weights = NA, data = NULL) {
   if (family == "binomial") {
     if (is.matrix(y)) {
       if (ncol(y) != 2L) {
@@ -58,6 +66,13 @@
           what <- c("successes", "failures")[k]
           .pylmer_stop("data", "the binomial response '", label, "' has negative ", what,
                        " (column ", k, " of cbind): ", .pylmer_glmer_describe(y[, k], bad))
+        }
+        bad <- .pylmer_not_whole(y[, k])
+        if (any(bad)) {
+          what <- c("successes", "failures")[k]
+          .pylmer_stop("data", "the binomial response '", label, "' has ", what,
+                       " that are not whole numbers (column ", k, " of cbind): ",
+                       .pylmer_glmer_describe(y[, k], bad))
         }
       }
       return(invisible())
@@ -82,6 +97,28 @@
                    .pylmer_glmer_describe(y, bad), "; give counts as ",
                    "cbind(successes, failures) or proportions with weights = trials")
     }
+    w <- if (is.character(weights) && !is.null(data)) data[[weights]] else weights
+    if (identical(weights, NA)) {
+      # weights unknown: nothing more to check
+    } else if (is.numeric(w) && length(w) == length(y)) {
+      bad <- .pylmer_not_whole(y * w)
+      if (any(bad)) {
+        where <- if (is.character(weights)) paste0("the weights column '", weights, "'") else
+          "the weights"
+        .pylmer_stop("data", "the binomial response '", label, "' times ", where,
+                     " (the trials) is not a whole number of successes: ",
+                     .pylmer_glmer_describe(y * w, bad), "; give proportions with weights ",
+                     "= the numbers of trials, or cbind(successes, failures)")
+      }
+    } else if (is.null(weights)) {
+      bad <- .pylmer_not_whole(y)
+      if (any(bad)) {
+        .pylmer_stop("data", "the binomial response '", label, "' has proportions (values ",
+                     "strictly between 0 and 1) but no weights: ", .pylmer_glmer_describe(y, bad),
+                     "; pass weights = the numbers of trials, or give ",
+                     "cbind(successes, failures)")
+      }
+    }
     return(invisible())
   }
   if (!is.numeric(y) || is.matrix(y)) {
@@ -93,6 +130,12 @@
     if (any(bad)) {
       .pylmer_stop("data", "the ", family, " response '", label, "' has negative counts: ",
                    .pylmer_glmer_describe(y, bad))
+    }
+    bad <- .pylmer_not_whole(y)
+    if (any(bad)) {
+      .pylmer_stop("data", "the ", family, " response '", label, "' must be whole counts; ",
+                   "it has values that are not whole numbers: ", .pylmer_glmer_describe(y, bad),
+                   if (family == "poisson") "; for a positive continuous outcome use Gamma")
     }
   } else {
     bad <- !is.na(y) & y <= 0
@@ -158,7 +201,7 @@
                               control = NULL, weights = NULL, offset = NULL,
                               na_action = "omit", contrasts = NULL) {
   data <- get(name, envir = .pylmer_store)
-  f <- .pylmer_glmer_formula(formula, data, family)
+  f <- .pylmer_glmer_formula(formula, data, family, weights)
   env <- new.env(parent = globalenv())
   env$data <- data
   environment(f) <- env
@@ -234,7 +277,8 @@
     # successes (what simulate() returns for a cbind() response): keep each row's trials
     newresp <- cbind(newresp, rowSums(resp) - newresp)
   }
-  .pylmer_glmer_check_response(newresp, "newresp", .pylmer_glmer_family_name(m))
+  .pylmer_glmer_check_response(newresp, "newresp", .pylmer_glmer_family_name(m),
+                               if (is.matrix(newresp)) NA else stats::weights(m, type = "prior"))
   model <- lme4::refit(m, newresp = newresp)
   c(list(model = model), .pylmer_glmer_extract(model))
 }

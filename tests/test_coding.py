@@ -65,9 +65,17 @@ def test_immutable_and_extended_explicitly():
     assert extended.encode(new)["g"].tolist()[:2] == ["c", "a"]
 
 
-def test_values_with_the_same_label_are_refused():
+def test_values_with_the_same_label_are_refused_in_one_frame():
     with pytest.raises(DataError, match="same level '1'"):
         GroupCoding.from_frame(pd.DataFrame({"g": pd.Series([1, "1"], dtype=object)}))
+
+
+def test_new_data_with_the_labels_of_known_values_is_the_same_group():
+    coding = GroupCoding.from_frame(pd.DataFrame({"g": [308, 309]}))
+    text = pd.DataFrame({"g": ["308", "new"]})  # ids read as text from a CSV
+    extended = coding.extend(text)
+    assert extended.values["g"]["308"] == 308 and extended.levels["g"] == ("308", "309", "new")
+    assert extended.encode(text)["g"].tolist() == ["308", "new"]
 
 
 def test_decode_to_original_values_and_nested_factors():

@@ -177,6 +177,22 @@ def test_glmer_estimators_accept_polars(r_session):
     assert np.all(reg.predict(X) > 0)
 
 
+@pytest.mark.filterwarnings("ignore::pylmer.errors.PylmerWarning")
+@pytest.mark.parametrize(
+    "obj",
+    [LmerRegressor, GlmerRegressor, GlmerClassifier, MixedMLRegressor, MixedMLClassifier],
+    ids=lambda o: o.__name__,
+)
+def test_docstring_examples_run(r_session, obj):
+    import doctest
+
+    tests = [t for t in doctest.DocTestFinder().find(obj) if t.name == obj.__name__]
+    assert tests and tests[0].examples, f"{obj.__name__} has no Examples section"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(tests[0])
+    assert runner.summarize(verbose=False).failed == 0
+
+
 def _converter(kind: str):
     if kind == "polars":
         pl = pytest.importorskip("polars")

@@ -134,13 +134,18 @@ class GroupCoding:
 
     @staticmethod
     def _mapping(col: str, new: list[Any], known: Mapping[str, Any]) -> dict[str, Any]:
-        """``known`` followed by the labels of the ``new`` values it lacks (in order)."""
+        """``known`` followed by the labels of the ``new`` values it lacks (in order).
+
+        A new value whose label is a known level *is* that level (R sees the label: the
+        id ``308`` of the training data and ``"308"`` read from a CSV with text ids are
+        one group); two different values of the same frame with one label are refused.
+        """
         mapping = dict(known)
         for value in new:
             key = label(value)
             if key not in mapping:
                 mapping[key] = value
-            elif not _same(mapping[key], value):
+            elif key not in known and not _same(mapping[key], value):
                 raise DataError(
                     f"grouping column {col!r} holds different values that R would see as the "
                     f"same level {key!r} ({mapping[key]!r} and {value!r}); make the ids one type"
@@ -155,8 +160,9 @@ class GroupCoding:
     def extend(self, frame: pd.DataFrame) -> GroupCoding:
         """A new coding that also holds the values of ``frame`` it has not seen.
 
-        Known levels keep their labels and order; new levels follow, in level order.
-        Columns of the coding that ``frame`` lacks are kept as they are.
+        Known levels keep their labels, values and order; new levels follow, in level
+        order.  A value whose label is known is that level (``"308"`` and ``308`` are one
+        group).  Columns of the coding that ``frame`` lacks are kept as they are.
         """
         return self._of(
             {

@@ -5,15 +5,15 @@ checks of suspicious text columns.  Grouping columns are coded by
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, warn
 
-__all__ = ["as_pandas", "check_text_columns", "model_frame", "type_name"]
+__all__ = ["as_pandas", "check_text_columns", "check_weights", "model_frame", "type_name"]
 
 
 def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
@@ -70,6 +70,36 @@ def model_frame(data: pd.DataFrame, columns: Iterable[str], what: str = "data") 
     return out
 
 
+# ------------------------------------------------------------------ weights
+
+
+def check_weights(data: pd.DataFrame, weights: Any) -> None:
+    """Refuse negative weights, naming the weights column (or the ``weights`` argument).
+
+    ``weights`` is a column of ``data``, per-row values, or None; a name that is not a
+    column is left to R (which names it).
+    """
+    if weights is None:
+        return
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            return
+        where = f"the weights column {weights!r}"
+        column = data[weights]
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            raise DataError(f"{where} must be numeric, not {column.dtype}")
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+    else:
+        where = "the weights"
+        values = np.asarray(weights, dtype=float)
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        raise DataError(
+            f"{where} has negative values: {bad.size} row(s), e.g. row {bad[0]} with "
+            f"{values[bad[0]]:g}; weights must be >= 0"
+        )
+
+
 # ------------------------------------------------------------------ suspicious text
 
 
@@ -95,17 +125,15 @@ def check_text_columns(data: pd.DataFrame, factors: Iterable[str], groups: Itera
         )
         if col not in groups and numeric.notna().all():
             example = present.iloc[0]
-            warnings.warn(
+            warn(
                 f"column {col!r} holds text that reads as numbers (e.g. {example!r}); it is used "
                 f"as a factor with {present.nunique()} levels. If it is a number, convert it "
                 f"first, e.g. pd.to_numeric(df[{col!r}].str.replace(',', '.'))",
                 DataWarning,
-                stacklevel=4,
             )
         elif col not in groups and present.nunique() == len(s) and len(s) > 2:
-            warnings.warn(
+            warn(
                 f"column {col!r} is used as a factor with as many levels as rows ({len(s)}): "
                 "one coefficient per row; is it an identifier?",
                 DataWarning,
-                stacklevel=4,
             )

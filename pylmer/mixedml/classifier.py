@@ -110,6 +110,25 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
         The glmer model of the random-effects step.
     residuals_used_ : str
         What ``residuals="auto"`` resolved to.
+
+    Notes
+    -----
+    ``X`` may be a pandas or polars DataFrame or a pyarrow Table.  Counts are
+    ``MixedMLRegressor(family="poisson")``, through the same glmer step.
+
+    Examples
+    --------
+    Whether a sleepstudy reaction time is above the median, with a random intercept per
+    subject:
+
+    >>> import pylmer
+    >>> sleep = pylmer.datasets.load("sleepstudy")
+    >>> slow = sleep["Reaction"] > sleep["Reaction"].median()
+    >>> clf = pylmer.MixedMLClassifier(random_effects="(1 | Subject)")
+    >>> clf.fit(sleep[["Days", "Subject"]], slow).classes_
+    array([False,  True])
+    >>> clf.predict_proba(sleep[["Days", "Subject"]]).shape
+    (180, 2)
     """
 
     def __init__(
@@ -225,7 +244,19 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
         return out
 
     def decision_function(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
-        """The linear predictor (log-odds of ``classes_[1]``); ``y`` as in predict_proba."""
+        """The linear predictor: log-odds of ``classes_[1]``, given the random effects.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Same columns as in :meth:`fit`.
+        y : array-like, optional
+            Observed labels, as in :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
         self._check_fitted()
         obs = None if y is None else self._observed(y, len(X))[:, None]
         return self._predict_link(X, obs)[:, 0]
@@ -254,7 +285,20 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
-        """The more probable class (probability of ``classes_[1]`` above 0.5)."""
+        """The more probable class (probability of ``classes_[1]`` above 0.5).
+
+        Parameters
+        ----------
+        X : DataFrame
+            Same columns as in :meth:`fit`.
+        y : array-like, optional
+            Observed labels, as in :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Labels from ``classes_``.
+        """
         p = self.predict_proba(X, y)[:, 1]
         return self.classes_[(p > 0.5).astype(int)]
 

@@ -349,7 +349,7 @@ class GlmmTMBModel(MixedModel):
         *,
         type: Literal["response", "link", "conditional", "zprob", "zlink", "disp"] = "response",
         include_random: bool = True,
-        allow_new_levels: bool = True,
+        allow_new_levels: bool | None = None,
     ) -> pd.Series:
         """Predict with glmmTMB's ``predict``.
 
@@ -364,8 +364,9 @@ class GlmmTMBModel(MixedModel):
             ``"zlink"``, ``"disp"``.
         include_random : bool
             Include the random effects (``re.form = NULL``) or not (``NA``).
-        allow_new_levels : bool
-            Unseen groups get zero random effects; if False they raise.
+        allow_new_levels : bool, optional
+            True: unseen groups get zero random effects; False: they raise.  Not given:
+            as True, with a :class:`~pylmer.errors.NewLevelsWarning` naming them.
 
         Returns
         -------

@@ -265,7 +265,7 @@ class NlmerModel(MixedModel):
         newdata: pd.DataFrame | None = None,
         *,
         include_random: bool = True,
-        allow_new_levels: bool = True,
+        allow_new_levels: bool | None = None,
     ) -> pd.Series:
         """Predict: the nonlinear model at each row's parameters.
 
@@ -276,9 +276,10 @@ class NlmerModel(MixedModel):
         include_random : bool
             Use each group's parameters (fixed plus conditional modes); else the fixed
             effects only (population curve).
-        allow_new_levels : bool
-            Unseen groups get the population curve; if False they raise
-            :class:`~pylmer.DataError`.
+        allow_new_levels : bool, optional
+            True: unseen groups get the population curve; False: they raise
+            :class:`~pylmer.DataError`.  Not given: as True, with a
+            :class:`~pylmer.errors.NewLevelsWarning` naming the unseen levels.
 
         Returns
         -------
