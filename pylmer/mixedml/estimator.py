@@ -161,6 +161,27 @@ class MixedMLRegressor(RegressorMixin, MixedMLBase):
     Several target columns: ``y`` of shape ``(n, k)`` fits one random-effects model per
     target, while the estimator learns all targets at once (it must support multi-output
     regression); ``lmer_``, ``ranef_`` and ``varcorr_`` are then lists.
+
+    ``X`` may be a pandas or polars DataFrame or a pyarrow Table.
+
+    Examples
+    --------
+    A random forest for the fixed part, a random intercept and slope per subject
+    (sleepstudy):
+
+    >>> import pylmer
+    >>> from sklearn.ensemble import RandomForestRegressor
+    >>> sleep = pylmer.datasets.load("sleepstudy")
+    >>> model = pylmer.MixedMLRegressor(
+    ...     RandomForestRegressor(n_estimators=50, min_samples_leaf=5, random_state=0),
+    ...     random_effects="(Days | Subject)",
+    ... )
+    >>> model.fit(sleep[["Days", "Subject"]], sleep["Reaction"]).residuals_used_
+    'oob'
+    >>> model.predict(sleep[["Days", "Subject"]]).shape
+    (180,)
+    >>> sorted(model.ranef_)
+    ['Subject']
     """
 
     def __init__(
