@@ -91,14 +91,28 @@ def timed(job: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def pylmer_job(data) -> None:
+def pylmer_fit(data) -> pylmer.LmerModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = pylmer.lmer(FORMULA, data)
+        return pylmer.lmer(FORMULA, data)
+
+
+def pylmer_job(data) -> None:
+    m = pylmer_fit(data)
     m.fixef  # noqa: B018  (df and p values)
     m.summary()
-    for name in ("ranef", "ranef_sd", "coef", "varcorr", "fitted", "residuals"):
+    for name in ("ranef", "ranef_sd", "coef", "varcorr", "loglik", "fitted", "residuals"):
         getattr(m, name)
+
+
+def pylmer_fit_summary(data) -> None:
+    m = pylmer_fit(data)
+    m.fixef  # noqa: B018
+    m.summary()
+
+
+def pylmer_fit_sd(data) -> None:
+    pylmer_fit(data).ranef_sd  # noqa: B018  (the conditional variances, first access)
 
 
 def mixedlm_job(data, full: bool = True) -> None:
@@ -110,8 +124,35 @@ def mixedlm_job(data, full: bool = True) -> None:
         r.ranef(condVar=True)
         r.coef()
         r.VarCorr()
+        r.logLik()
         r.fitted()
         r.residuals()
+
+
+#: issue 23's targets: (what, against, at most)
+TARGETS = (
+    ("pylmer", "mixedlm (whole job)", 0.7),
+    ("pylmer", "R lme4 + lmerTest", 0.4),
+    ("pylmer: lmer + fixef + summary", "mixedlm (fit + summary)", 1.0),
+    ("pylmer: lmer + first ranef_sd", "R: bare lme4::lmer, calc.derivs = FALSE", 1.15),
+)
+
+
+def print_targets(runs: dict[str, list[tuple[float, float]]]) -> None:
+    """Each target as met or MISSED, on wall-clock and CPU medians of this run."""
+    for what, against, limit in TARGETS:
+        if what not in runs or against not in runs:
+            continue
+        ratios = []
+        for i in (0, 1):
+            mine = statistics.median(v[i] for v in runs[what])
+            base = statistics.median(v[i] for v in runs[against])
+            ratios.append(mine / base)
+        verdict = "met" if ratios[0] <= limit else "MISSED"
+        print(
+            f"target {what} / {against} <= {limit}: wall {ratios[0]:.2f}, CPU "
+            f"{ratios[1]:.2f} -> {verdict}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender (median)")
     parser.add_argument("--no-reference-blas", action="store_true", help="skip (c)")
     parser.add_argument("--threads", type=int, default=None, help="threads of every pool")
+    parser.add_argument(
+        "--targets-only", action="store_true", help="skip the noderivs job and the R steps"
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:  # before R starts (this process) and for the Rscripts
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RAYON_NUM_THREADS"):
@@ -144,8 +188,12 @@ def main(argv: list[str] | None = None) -> None:
         if have_mixedlm:
             add("mixedlm (fit + summary)", timed(lambda: mixedlm_job(data, full=False)))
             add("mixedlm (whole job)", timed(lambda: mixedlm_job(data)))
-        add("R lme4 + lmerTest, calc.derivs = FALSE", r_job(mode="job-noderivs"))
-        steps.append(rscript("steps"))
+        add("pylmer: lmer + fixef + summary", timed(lambda: pylmer_fit_summary(data)))
+        add("pylmer: lmer + first ranef_sd", timed(lambda: pylmer_fit_sd(data)))
+        add("R: bare lme4::lmer, calc.derivs = FALSE", r_job(mode="bare"))
+        if not args.targets_only:
+            add("R lme4 + lmerTest, calc.derivs = FALSE", r_job(mode="job-noderivs"))
+            steps.append(rscript("steps"))
     if ref_env is not None:  # once: slow, context only
         add("R lme4 + lmerTest, reference BLAS", r_job(ref_env))
 
@@ -166,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"BLAS of the {which} R runs: {path}")
     if ref_env is None and not args.no_reference_blas:
         print(f"(reference BLAS skipped: {REFERENCE_BLAS}/libblas.so.3 not installed)")
-    for kind in ("wall", "cpu"):
+    print_targets(runs)
+    for kind in ("wall", "cpu") if steps else ():
         fit = statistics.median(s[f"fit_{kind}"] for s in steps)
         sat = statistics.median(s[f"satterthwaite_{kind}"] for s in steps)
         lt = statistics.median(s[f"lmertest_{kind}"] for s in steps)
@@ -175,10 +224,11 @@ def main(argv: list[str] | None = None) -> None:
             f"Satterthwaite step {sat:.2f} s ({sat / fit:.0%} of the fit); lmerTest's "
             f"{lt:.2f} s ({lt / fit:.0%})"
         )
-    print(
-        f"intercept df {steps[-1]['df_intercept']:.8f} vs lmerTest "
-        f"{steps[-1]['lmertest_df_intercept']:.8f}"
-    )
+    if steps:
+        print(
+            f"intercept df {steps[-1]['df_intercept']:.8f} vs lmerTest "
+            f"{steps[-1]['lmertest_df_intercept']:.8f}"
+        )
     for key, values in runs.items():
         print(f"{key} runs (wall/CPU s):", ", ".join(f"{w:.2f}/{c:.2f}" for w, c in values))
 

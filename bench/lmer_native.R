@@ -7,6 +7,8 @@
 #                                            VarCorr, fitted, residuals
 #   Rscript bench/lmer_native.R job-noderivs the same with lmerControl(calc.derivs = FALSE)
 #                                            (lme4 >= 1.1-38's default on data this size)
+#   Rscript bench/lmer_native.R bare         lme4's lmer() alone, calc.derivs = FALSE (the control
+#                                            pylmer fits InstEval with), from data() on
 #   Rscript bench/lmer_native.R steps        pylmer's R code in plain R: the fit as pylmer
 #                                            runs it (calc.derivs = FALSE), then
 #                                            r_scripts/satterthwaite.R's df, timed apart
@@ -52,6 +54,14 @@ if (mode %in% c("job", "job-noderivs")) {
   report("job", t0, t1)
   cat(sprintf("df_intercept=%.10f\n", table["(Intercept)", "df"]))
   cat("blas=", utils::sessionInfo()$BLAS, "\n", sep = "")
+} else if (mode == "bare") {
+  env <- new.env()
+  utils::data("InstEval", package = "lme4", envir = env)
+  data <- env$InstEval
+  t0 <- proc.time()
+  m <- lme4::lmer(f, data = data, control = lmerControl(calc.derivs = FALSE))
+  t1 <- proc.time()
+  report("job", t0, t1)
 } else if (mode == "steps") {
   sat <- file.path(dirname(sub("--file=", "", grep("--file=", commandArgs(), value = TRUE))),
                    "..", "r_scripts", "satterthwaite.R")

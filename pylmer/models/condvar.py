@@ -109,17 +109,19 @@ def _selinv_supernodes(f: _Supernodal) -> np.ndarray:
         sk = f.block(out, k)
         diag = lk[:w]
         if w == 1:
-            inv_d = np.array([[1.0 / diag[0, 0]]])
-            s_ss = inv_d * inv_d
+            s_ss = np.array([[1.0 / diag[0, 0] ** 2]])
         else:
-            inv_d, _ = lapack.dtrtri(diag, lower=1)
             s_ss, _ = lapack.dpotri(diag, lower=1)
             s_ss = np.tril(s_ss) + np.tril(s_ss, -1).T
         below = f.s[f.pi[k] + w : f.pi[k + 1]]
         if not len(below):
             sk[:] = s_ss
             continue
-        y = lk[w:] @ inv_d
+        if w == 1:
+            y = lk[w:] / diag[0, 0]
+        else:  # y' = L_ss'^-1 L_Bs'
+            yt, _ = lapack.dtrtrs(diag, np.ascontiguousarray(lk[w:].T), lower=1, trans=1)
+            y = yt.T
         s_bs = -_gather(f, out, below, sup_of) @ y
         sk[:w] = s_ss - y.T @ s_bs
         sk[w:] = s_bs
