@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .data.frames import as_pandas
-from .errors import DataError, InvalidArgumentError, PylmerWarning
-from .models._base import MixedModel
+from .errors import DataError, InvalidArgumentError, PylmerWarning, warn
+from .models._base import MixedModel, model_labels
 from .models.glmer import glmer
 from .models.lmer import LmerModel, lmer
 
@@ -41,18 +41,6 @@ def _check_models(models: Sequence[Any]) -> list[MixedModel]:
                 argument="models",
             )
     return list(models)
-
-
-def _names(names: Sequence[str] | None, n: int) -> list[str]:
-    if names is None:
-        return [f"model{i + 1}" for i in range(n)]
-    if isinstance(names, str) or len(names) != n or not all(isinstance(s, str) for s in names):
-        raise InvalidArgumentError(
-            f"names must be {n} strings, one per model, not {names!r}", argument="names"
-        )
-    if len(set(names)) != n:
-        raise InvalidArgumentError(f"names must be distinct, not {names!r}", argument="names")
-    return list(names)
 
 
 def _same_rows(models: Sequence[MixedModel]) -> str | None:
@@ -85,7 +73,7 @@ def compare(*models: MixedModel, names: Sequence[str] | None = None) -> pd.DataF
     *models : LmerModel, GlmerModel, ...
         The fitted models.
     names : list of str, optional
-        Row labels (default ``model1``, ``model2``, ...).
+        Row labels (default: the formulas, as in :func:`pylmer.anova`).
 
     Returns
     -------
@@ -105,7 +93,7 @@ def compare(*models: MixedModel, names: Sequence[str] | None = None) -> pd.DataF
     >>> pylmer.compare(m0, m1, names=["null", "slope"])  # doctest: +SKIP
     """
     models = _check_models(models)
-    labels = _names(names, len(models))
+    labels = model_labels(models, names)
     notes = []
     refit = [isinstance(m, LmerModel) and m.reml for m in models]
     if len(models) > 1 and any(refit):
@@ -148,7 +136,7 @@ def compare(*models: MixedModel, names: Sequence[str] | None = None) -> pd.DataF
         notes.append(f"no likelihood-ratio tests: {why}")
     table.attrs["note"] = "; ".join(notes)
     if notes and any(refit):
-        warnings.warn(notes[0], PylmerWarning, stacklevel=2)
+        warn(notes[0], PylmerWarning)
     return table
 
 

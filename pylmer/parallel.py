@@ -208,18 +208,22 @@ def map_model(
     n_jobs: int | None = None,
     progress: bool | None = False,
     desc: str = "refits",
+    sizes: Sequence[int] | None = None,
 ) -> list[Any]:
     """Return ``[func(model, item) for item in items]``, computed in ``n_jobs`` worker
     processes (joblib, or Dask under ``joblib.parallel_config(backend="dask")``).
 
     The model is pickled once per call and refitted once per worker (from its data, on
     first use); ``func`` must pickle (a module-level function).  Used by analyses that
-    spread one model's work, e.g. :func:`pylmer.inference.allfit`.
+    spread one model's work, e.g. :func:`pylmer.inference.allfit` and
+    :func:`pylmer.power`.  ``sizes``: the fits each item holds, for the progress bar
+    (default one).
     """
     payload = _model_payload(model)
     tasks = [(payload, func, item) for item in items]
+    counts = [1] * len(tasks) if sizes is None else [int(n) for n in sizes]
     with _Registered(payload, (model,)):
-        return _run(_map_task, tasks, [1] * len(tasks), n_jobs, progress, desc)
+        return _run(_map_task, tasks, counts, n_jobs, progress, desc)
 
 
 def _texts(value: Any, n: int) -> list[str | None]:
@@ -442,6 +446,7 @@ def bootstrap_confint(
     n_jobs: int | None = None,
     boot_type: str = "perc",
     progress: bool | None = None,
+    old_names: bool = False,
 ) -> pd.DataFrame:
     """Parametric-bootstrap confidence intervals, as lme4's ``confint(method = "boot")``.
 
@@ -459,11 +464,15 @@ def bootstrap_confint(
         As in :func:`bootstrap`.
     boot_type : {"perc", "basic", "norm"}
         Interval type (lme4's ``boot.type``).
+    old_names : bool
+        Name the variance parameters ``.sig01``, ..., ``.sigma`` (R's default) instead
+        of ``sd_(Intercept)|Subject``, ``cor_...``, ``sigma`` (pylmer's, as
+        :func:`bootstrap` and ``m.confint``).
 
     Returns
     -------
     pandas.DataFrame
-        Rows ``.sig01``, ..., ``.sigma``, fixed effects; columns like ``"2.5 %"``,
+        Rows: the variance parameters, then the fixed effects; columns like ``"2.5 %"``,
         ``"97.5 %"``.  ``attrs["n_failed"]``: refits that failed (left out).
     """
     if not 0 < level < 1:
@@ -472,7 +481,9 @@ def bootstrap_confint(
         raise InvalidArgumentError(
             f"boot_type must be 'perc', 'basic' or 'norm', not {boot_type!r}"
         )
-    draws = bootstrap(model, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress, old_names=True)
+    draws = bootstrap(
+        model, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress, old_names=old_names
+    )
     if draws.attrs["n_failed"] == nsim:
         first = next(iter(draws.attrs["errors"].values()))
         raise RError(f"every bootstrap refit failed, e.g.: {first}", r_message=first)

@@ -448,13 +448,22 @@
 # confint.merMod with every argument pylmer passes: parm, boot.type and the profile
 # options (maxpts, delta, delta.cutoff) as a list.
 .pylmer_lmer_confint <- function(m, method = "Wald", level = 0.95, nsim = 500L, seed = NULL,
-                                 parm = NULL, boot_type = "perc", profile_args = NULL) {
+                                 parm = NULL, boot_type = "perc", profile_args = NULL,
+                                 old_names = TRUE) {
   if (!is.null(seed)) set.seed(seed)
   args <- c(list(level = level, method = method, nsim = nsim, boot.type = boot_type,
-                 quiet = TRUE),
+                 quiet = TRUE, oldNames = old_names),
             if (!is.null(parm)) list(parm = as.character(parm)), profile_args)
   ci <- do.call(stats::confint, c(list(quote(m)), args))
   as.matrix(ci)
+}
+
+# The names of the variance parameters in lme4's two schemes (confint's oldNames):
+# .sig01, ..., .sigma and sd_(Intercept)|Subject, cor_..., sigma.
+.pylmer_lmer_parnames <- function(m) {
+  use_sc <- as.logical(m@devcomp$dims[["useSc"]])
+  list(old = lme4:::profnames(m, TRUE, useSc = use_sc),
+       new = lme4:::profnames(m, FALSE, useSc = use_sc))
 }
 
 .pylmer_lmer_simulate <- function(m, nsim = 1L, seed = NULL) {

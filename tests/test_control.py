@@ -193,7 +193,7 @@ def _close_ci(ci, ref):
 
 def test_confint_profile_options(dyestuff_fit):
     ref = reference("reference_control.R", "confint_profile_maxpts")
-    _close_ci(dyestuff_fit.confint("profile", maxpts=10, delta=0.5), ref)
+    _close_ci(dyestuff_fit.confint("profile", maxpts=10, delta=0.5, old_names=True), ref)
 
 
 def test_confint_parm_and_boot_type(dyestuff_fit):
@@ -203,7 +203,7 @@ def test_confint_parm_and_boot_type(dyestuff_fit):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ci = dyestuff_fit.confint("boot", nsim=20, seed=7, boot_type="basic")
+        ci = dyestuff_fit.confint("boot", nsim=20, seed=7, boot_type="basic", old_names=True)
     _close_ci(ci, reference("reference_control.R", "confint_boot_basic"))
 
 

@@ -158,7 +158,7 @@ def test_refit_profile_boot_anova_match_plain_r(cbpp):
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RWarning)
-            ci = cbpp.confint(method, **kwargs)
+            ci = cbpp.confint(method, old_names=True, **kwargs)  # R's default names
         assert list(ci.index) == ref[key]["names"], method
         close(ci.iloc[:, 0], vector(ref[key]["lower"]), f"{method} lower")
         close(ci.iloc[:, 1], vector(ref[key]["upper"]), f"{method} upper")

@@ -24,7 +24,7 @@ from _refcache import reference
 
 import pylmer
 from pylmer import datasets
-from pylmer.errors import DataError, FormulaError, RError, SingularFitWarning
+from pylmer.errors import DataError, FormulaError, InvalidArgumentError, RError, SingularFitWarning
 from pylmer.estimators import LmerRegressor, response_name
 from pylmer.models.lmer import LmerControl, LmerModel, anova, lmer
 from pylmer.results import LmerResults, format_column
@@ -141,7 +141,7 @@ def test_insteval_matches_plain_r(insteval_fit, insteval):
 def test_wald_confint_matches_plain_r(small_fits, reml):
     m, _ = small_fits["sleepstudy", reml]
     ref = load_reference("sleepstudy", reml)["confint_wald"]
-    ci = m.confint("wald")
+    ci = m.confint("wald", old_names=True)  # R's names, as the reference has them
     assert list(ci.index) == ref["names"]
     assert list(ci.columns) == ["2.5 %", "97.5 %"]
     close(ci.iloc[:, 0], _vector(ref["lower"]), "lower")
@@ -331,7 +331,18 @@ def test_refit_ml(small_fits):
 def test_confint_profile_and_boot(small_fits):
     m, _ = small_fits["Dyestuff", True]
     prof = m.confint("profile")
-    assert list(prof.index) == [".sig01", ".sigma", "(Intercept)"]
+    # one naming scheme: the rows of confint are the columns of bootstrap()
+    assert list(prof.index) == ["sd_(Intercept)|Batch", "sigma", "(Intercept)"]
+    assert list(pylmer.bootstrap(m, nsim=2, seed=1).columns) == list(prof.index)
+    old = m.confint("profile", old_names=True)  # R's default names
+    assert list(old.index) == [".sig01", ".sigma", "(Intercept)"]
+    pd.testing.assert_frame_equal(old.set_axis(prof.index), prof)
+    # parm in either scheme
+    assert list(m.confint("wald", parm=[".sigma", "(Intercept)"]).index) == [
+        "sigma",
+        "(Intercept)",
+    ]
+    assert list(m.confint("wald", parm="sigma", old_names=True).index) == [".sigma"]
     assert (prof.iloc[:, 0] < prof.iloc[:, 1]).all()
     boot1 = m.confint("boot", nsim=20, seed=42)
     boot2 = m.confint("boot", nsim=20, seed=42)
@@ -351,7 +362,12 @@ def test_anova_likelihood_ratio(small_fits, sleep):
     m1, _ = small_fits["sleepstudy", False]
     m0 = lmer("Reaction ~ 1 + (Days | Subject)", sleep, reml=False)
     table = anova(m0, m1)
-    assert list(table.index) == ["model1", "model2"]
+    assert list(table.index) == [m0.formula, m1.formula]
+    named = anova(m1, m0, names=["slope", "null"])
+    assert list(named.index) == ["null", "slope"]  # R's order: by number of parameters
+    pd.testing.assert_frame_equal(named.set_axis(table.index), table)
+    with pytest.raises(InvalidArgumentError, match="names must be 2 strings"):
+        anova(m0, m1, names=["one"])
     chisq = table["Chisq"].iloc[1]
     close(chisq, 2 * (m1.loglik - m0.loglik), "LR statistic")
     close(table["logLik"], [m0.loglik, m1.loglik], "logLik")

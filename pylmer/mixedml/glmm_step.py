@@ -396,10 +396,6 @@ class GlmmPart:
             self.family,
             FAMILIES[self.family],
             1,
-            None,
-            None,
-            None,
-            "omit",
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SingularFitWarning)

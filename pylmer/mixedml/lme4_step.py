@@ -258,7 +258,7 @@ class GaussianPart:
             out, conditions = _r.call_with_conditions(".mixedml_final", fit.handle)
             data = frame.copy()
             data[".pylmer_e"] = Y[:, j] - state.fixed[:, j]  # what the last lme4 fit saw
-            lspec = _Spec(spec.formula, self.reml, None, None, "omit")
+            lspec = _Spec(spec.formula, self.reml)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SingularFitWarning)
                 models.append(LmerModel._from_r(out, lspec, data, conditions))

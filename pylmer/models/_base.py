@@ -22,13 +22,15 @@ import dataclasses
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from ..data.frames import as_pandas, check_text_columns, model_frame
+from ..data.coding import GroupCoding
+from ..data.frames import as_pandas, check_text_columns, check_weights, model_frame
 from ..errors import (
     DataError,
     DroppedRowsWarning,
@@ -41,11 +43,24 @@ from ..errors import (
 from ..r import session as _r
 from . import influence as _influence
 from .condvar import NotOnPattern, conditional_covariances
+from .control import LmerControl, as_control, normalize_contrasts
 from .lazy import LazyTables
 
-__all__ = ["MixedModel", "prepare_data", "shared_results"]
+__all__ = [
+    "FitSpec",
+    "MixedModel",
+    "model_labels",
+    "prepare_data",
+    "prepare_fit",
+    "shared_results",
+]
 
 _M = TypeVar("_M", bound="MixedModel")
+
+#: a per-row argument of a fit (weights, offset): a column name or one value per row
+RowValues = str | Sequence[float] | np.ndarray | pd.Series | None
+#: the control argument of a fit: an LmerControl or a dict of its fields
+ControlArg = LmerControl | Mapping[str, Any] | None
 
 
 def prepare_data(
@@ -81,6 +96,46 @@ def prepare_data(
     return frame, groups
 
 
+@dataclass(frozen=True, kw_only=True)
+class FitSpec:
+    """The options every lme4 fit's spec holds (a kind's spec adds its own, e.g.
+    ``formula`` and ``reml``), and the refit steps applied since the fit."""
+
+    control: LmerControl | None = None
+    #: prior weights: a column name or one value per row
+    weights: str | np.ndarray | None = None
+    na_action: str = "omit"
+    #: contrast codings ((column, coding), ...) of contrasts=
+    contrasts: tuple[tuple[str, str], ...] = ()
+    steps: tuple[tuple[Any, ...], ...] = ()
+    #: label <-> value coding of the grouping columns (pylmer.data.coding.GroupCoding)
+    levels: GroupCoding | None = None
+
+
+def prepare_fit(
+    formula: Any,
+    data: Any,
+    na_action: Any,
+    *,
+    control: Any,
+    weights: Any,
+    contrasts: Any,
+    extra_columns: Sequence[Any] = (),
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`prepare_data`, then the checked options every lme4 fit's spec holds:
+    ``control``, ``weights``, ``na_action``, ``contrasts`` and the group coding
+    ``levels`` (keyword arguments of the kind's spec)."""
+    frame, groups = prepare_data(formula, data, na_action, [weights, *extra_columns])
+    check_weights(frame, weights)
+    return frame, {
+        "control": as_control(control),
+        "weights": row_values("weights", weights, len(frame)),
+        "na_action": na_action,
+        "contrasts": normalize_contrasts(contrasts),
+        "levels": GroupCoding.from_frame(frame, groups),
+    }
+
+
 def row_values(name: str, value: Any, n: int) -> str | np.ndarray | None:
     """A per-row argument (weights, offset): a column name, or ``n`` floats."""
     if value is None or isinstance(value, str):
@@ -93,6 +148,13 @@ def row_values(name: str, value: Any, n: int) -> str | np.ndarray | None:
 
 class MixedModel(ABC):
     """A mixed model fitted by R, with its results in pandas (abstract base).
+
+    All results are plain pandas / numpy / Python values, extracted right after the fit
+    (some, such as the conditional variances, on first access). The fitted R object stays
+    in R behind a handle for :meth:`predict`, :meth:`refit`, :meth:`simulate` and the
+    analyses. A pickled model keeps its results and its data; after unpickling, those
+    methods first refit the model from its data (same data, formula and options) and
+    check that the refit reproduces the stored log-likelihood and theta.
 
     Attributes
     ----------
@@ -560,6 +622,39 @@ class MixedModel(ABC):
             **self._r_args(spec),
         )
         return Path(written)
+
+
+def model_labels(models: Sequence[MixedModel], names: Sequence[str] | None = None) -> list[str]:
+    """The row labels of a table comparing ``models`` (``anova``, ``compare``): the
+    user's ``names`` when given, else each model's formula (a repeated formula gets
+    `` [2]``, `` [3]``... in order).
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``names`` not one distinct string per model.
+    """
+    if names is not None:
+        if (
+            isinstance(names, str)
+            or len(names) != len(models)
+            or not all(isinstance(s, str) for s in names)
+        ):
+            raise InvalidArgumentError(
+                f"names must be {len(models)} strings, one per model, not {names!r}",
+                argument="names",
+            )
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError(f"names must be distinct, not {names!r}", argument="names")
+        return list(names)
+    labels: list[str] = []
+    for m in models:
+        label, k = m.formula, 1
+        while label in labels:
+            k += 1
+            label = f"{m.formula} [{k}]"
+        labels.append(label)
+    return labels
 
 
 def shared_results(

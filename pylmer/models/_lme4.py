@@ -43,8 +43,9 @@ class Lme4Model(MixedModel):
         delta: float | None = None,
         delta_cutoff: float | None = None,
         n_jobs: int | None = None,
+        old_names: bool = False,
     ) -> pd.DataFrame:
-        """Confidence intervals with lme4's ``confint`` (rows as R names them).
+        """Confidence intervals with lme4's ``confint``.
 
         Parameters
         ----------
@@ -54,8 +55,9 @@ class Lme4Model(MixedModel):
         level : float
             Confidence level.
         parm : str or list of str, optional
-            The parameters (``confint``'s ``parm``): row names such as ``".sig01"`` or
-            ``"Days"``, or ``"theta_"`` (variance parameters) / ``"beta_"`` (fixed effects).
+            The parameters (``confint``'s ``parm``): row names such as
+            ``"sd_(Intercept)|Subject"`` (or R's ``".sig01"``) or ``"Days"``, or
+            ``"theta_"`` (variance parameters) / ``"beta_"`` (fixed effects).
         nsim : int
             Bootstrap replicates (``method="boot"``).
         seed : int, optional
@@ -70,11 +72,16 @@ class Lme4Model(MixedModel):
             ``n_jobs``, Dask under ``joblib.parallel_config(backend="dask")``); the same
             ``seed`` gives the intervals of plain R's ``confint(m, method = "boot")``
             whatever ``n_jobs`` is (see :func:`pylmer.bootstrap`).
+        old_names : bool
+            Name the variance parameters as R's ``confint`` does by default (``.sig01``,
+            ..., ``.sigma``) instead of pylmer's names, those of :func:`pylmer.bootstrap`
+            and lme4's ``oldNames = FALSE`` (``sd_(Intercept)|Subject``,
+            ``cor_Days.(Intercept)|Subject``, ``sigma``).
 
         Returns
         -------
         pandas.DataFrame
-            One row per parameter (``.sig01``, ..., ``.sigma``, then fixed effects);
+            One row per parameter (the variance parameters, then the fixed effects);
             columns named like R's (``"2.5 %"``, ``"97.5 %"``).  For a GLMM,
             ``method="boot"`` without ``n_jobs`` runs lme4's own bootstrap in this R
             session (plain R's ``confint(m, method = "boot")`` for every response form).
@@ -89,7 +96,7 @@ class Lme4Model(MixedModel):
         --------
         >>> m.confint()  # doctest: +SKIP
                          2.5 %     97.5 %
-        .sig01             NaN        NaN
+        sd_(Intercept)|Subject   NaN        NaN
         ...
         (Intercept)  238.0290  264.7806
         Days           7.4367   13.4973
@@ -127,9 +134,17 @@ class Lme4Model(MixedModel):
                 raise bad_argument(name, f"must be an integer, not {value!r}")
         if nsim < 1:
             raise bad_argument("nsim", f"must be >= 1, not {nsim}")
+        if parm is not None:
+            parm = self._parameter_names(parm, old_names)
         if method == "boot" and (n_jobs is not None or not self._BOOT_IN_R):
             ci = parallel.bootstrap_confint(
-                self, level, nsim=nsim, seed=seed, n_jobs=n_jobs, boot_type=boot_type
+                self,
+                level,
+                nsim=nsim,
+                seed=seed,
+                n_jobs=n_jobs,
+                boot_type=boot_type,
+                old_names=old_names,
             )
             if parm is None:
                 return ci
@@ -157,8 +172,18 @@ class Lme4Model(MixedModel):
                 if v is not None
             }
             or None,
+            old_names=bool(old_names),
             stacklevel=2,
         )
+
+    def _parameter_names(self, parm: list[str], old_names: bool) -> list[str]:
+        """``parm`` in the naming scheme of the table (R's ``.sig01`` or pylmer's
+        ``sd_(Intercept)|Subject``), whichever scheme the user wrote it in."""
+        names = _r.call(".pylmer_lmer_parnames", self._mermod(), stacklevel=4)
+        old = [str(n) for n in np.atleast_1d(names["old"])]
+        new = [str(n) for n in np.atleast_1d(names["new"])]
+        source, target = (new, old) if old_names else (old, new)
+        return [target[source.index(p)] if p in source else p for p in parm]
 
     def emmeans(self, specs: str | Sequence[str], **kwargs: Any) -> inference.EmmeansResult:
         """Estimated marginal means and their contrasts (R's emmeans).
@@ -210,14 +235,14 @@ class Lme4Model(MixedModel):
         Parameters
         ----------
         by_group : bool
-            One ICC per grouping factor instead of the adjusted / unadjusted pair.
+            Give a table with one ICC per grouping factor (columns ``group``, ``icc``).
 
         Returns
         -------
         pandas.Series or pandas.DataFrame
-            ``adjusted`` (random-effect variance over random + residual variance) and
-            ``unadjusted`` (over the total including the fixed effects); with
-            ``by_group``, columns ``group`` and ``icc``.
+            The ``adjusted`` ICC (random-effect variance over the random plus residual
+            variance) and the ``unadjusted`` one (the fixed effects' variance added to
+            the denominator), or the per-group table.
 
         Examples
         --------

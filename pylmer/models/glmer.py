@@ -14,39 +14,31 @@ new-data encoding, prediction, intervals).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..data.coding import GroupCoding
-from ..data.frames import check_weights
 from ..errors import InvalidArgumentError
 from ..results import GlmerResults, format_summary, to_html
-from ._base import prepare_data, row_values
+from ._base import ControlArg, FitSpec, RowValues, prepare_fit, row_values
 from ._lme4 import Lme4Model
-from .control import FAMILIES, LmerControl, as_control, family_and_link, normalize_contrasts
+from .control import FAMILIES, family_and_link
 
 __all__ = ["FAMILIES", "GlmerModel", "family_and_link", "glmer"]
 
 
 @dataclass(frozen=True)
-class _GlmerSpec:
+class _GlmerSpec(FitSpec):
     """What is needed to rebuild a fit: the glmer() arguments and later refits."""
 
     formula: str
     family: str
     link: str
     nagq: int
-    control: LmerControl | None
-    weights: str | np.ndarray | None
-    offset: str | np.ndarray | None
-    na_action: str
-    contrasts: tuple[tuple[str, str], ...] = ()
-    steps: tuple[tuple[Any, ...], ...] = ()
-    levels: GroupCoding | None = None
+    offset: str | np.ndarray | None = None
 
 
 def glmer(
@@ -56,9 +48,9 @@ def glmer(
     *,
     link: str | None = None,
     nagq: int = 1,
-    weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
-    offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
-    control: LmerControl | Mapping[str, Any] | None = None,
+    weights: RowValues = None,
+    offset: RowValues = None,
+    control: ControlArg = None,
     na_action: Literal["omit", "error"] = "omit",
     contrasts: Mapping[str, str] | None = None,
 ) -> GlmerModel:
@@ -112,37 +104,52 @@ def glmer(
         (Gamma, inverse Gaussian); no rows; missing values with ``na_action="error"``.
     RError
         Any other error of lme4 (e.g. ``nagq > 1`` with several random effects).
+
+    See Also
+    --------
+    pylmer.lmer : linear mixed models.
+    pylmer.anova : likelihood-ratio tests between models.
+
+    Examples
+    --------
+    >>> import pylmer
+    >>> cbpp = pylmer.datasets.load("cbpp")  # doctest: +SKIP
+    >>> g = pylmer.glmer(
+    ...     "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    ... )  # doctest: +SKIP
+    >>> g.fixef.round(4)  # doctest: +SKIP
+                 estimate  std_error  z_value  p_value
+    (Intercept)   -1.3983     0.2312  -6.0478   0.0000
+    period2       -0.9919     0.3032  -3.2721   0.0011
+    period3       -1.1282     0.3228  -3.4948   0.0005
+    period4       -1.5797     0.4220  -3.7430   0.0002
+    >>> g.predict(cbpp.head(2), type="link")  # doctest: +SKIP
     """
     family, link = family_and_link(family, link)
     if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 0 <= nagq <= 100:
         raise InvalidArgumentError(
             f"nagq must be an integer from 0 to 100, not {nagq!r}", argument="nagq"
         )
-    frame, groups = prepare_data(formula, data, na_action, [weights, offset])
-    check_weights(frame, weights)
-    spec = _GlmerSpec(
+    frame, options = prepare_fit(
         formula,
-        family,
-        link,
-        int(nagq),
-        as_control(control),
-        row_values("weights", weights, len(frame)),
-        row_values("offset", offset, len(frame)),
+        data,
         na_action,
-        contrasts=normalize_contrasts(contrasts),
-        levels=GroupCoding.from_frame(frame, groups),
+        control=control,
+        weights=weights,
+        contrasts=contrasts,
+        extra_columns=[offset],
     )
+    offset = row_values("offset", offset, len(frame))
+    spec = _GlmerSpec(formula, family, link, int(nagq), offset=offset, **options)
     return GlmerModel._fit(spec, frame)
 
 
 class GlmerModel(Lme4Model):
     """A generalized linear mixed model fitted by lme4 (create it with :func:`glmer`).
 
-    All results are plain pandas / numpy / Python values, extracted once right after the
-    fit; the lme4 object stays in R for :meth:`predict`, :meth:`refit`, :meth:`confint`,
-    :meth:`simulate` and :func:`pylmer.anova`.  A pickled model keeps its results and its
-    data; after unpickling, those methods first refit it (and check that the refit
-    reproduces the stored log-likelihood).
+    Results, R handle and pickling work as for every model kind
+    (:class:`~pylmer.models._base.MixedModel`); the fixed effects have Wald z tests and
+    :meth:`predict` works on the response or the link scale.
 
     Attributes
     ----------

@@ -13,37 +13,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import pandas as pd
 
 from .. import inference
-from ..data.coding import GroupCoding
-from ..data.frames import check_weights
 from ..errors import InvalidArgumentError, RError
 from ..inference import predict_interval
 from ..r import session as _r
 from ..results import LmerResults, format_summary, to_html
-from ._base import MixedModel, prepare_data, row_values
+from ._base import ControlArg, FitSpec, MixedModel, RowValues, model_labels, prepare_fit
 from ._lme4 import Lme4Model
-from .control import LmerControl, as_control, check_bool, normalize_contrasts
+from .control import LmerControl, check_bool
 
 __all__ = ["LmerControl", "LmerModel", "anova", "lmer"]  # LmerControl: from .control
 
 
 @dataclass(frozen=True)
-class _Spec:
+class _Spec(FitSpec):
     """What is needed to rebuild a fit: the lmer() arguments and later refits."""
 
     formula: str
     reml: bool
-    control: LmerControl | None
-    weights: str | np.ndarray | None
-    na_action: str
-    #: contrast codings ((column, coding), ...) of lmer(contrasts=...)
-    contrasts: tuple[tuple[str, str], ...] = ()
-    steps: tuple[tuple[Any, ...], ...] = ()
-    #: label <-> value coding of the grouping columns (pylmer.data.coding.GroupCoding)
-    levels: GroupCoding | None = None
 
 
 def lmer(
@@ -51,10 +40,10 @@ def lmer(
     data: pd.DataFrame,
     *,
     reml: bool = True,
-    control: LmerControl | Mapping[str, Any] | None = None,
-    weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
-    na_action: Literal["omit", "error"] = "omit",
+    weights: RowValues = None,
     contrasts: Mapping[str, str] | None = None,
+    control: ControlArg = None,
+    na_action: Literal["omit", "error"] = "omit",
 ) -> LmerModel:
     """Fit a linear mixed model with lme4's ``lmer``.
 
@@ -97,30 +86,37 @@ def lmer(
     RError
         Any other error of lme4, e.g. a grouping factor with a single level or with as many
         levels as observations (the message names the factor).
+
+    See Also
+    --------
+    pylmer.glmer : generalized linear mixed models.
+    pylmer.anova : likelihood-ratio tests between models.
+
+    Examples
+    --------
+    >>> import pylmer
+    >>> sleep = pylmer.datasets.load("sleepstudy")  # doctest: +SKIP
+    >>> m = pylmer.lmer("Reaction ~ Days + (Days | Subject)", sleep)  # doctest: +SKIP
+    >>> m.fixef.round(3)  # doctest: +SKIP
+                 estimate  std_error  t_value   df  p_value
+    (Intercept)   251.405      6.825   36.838 17.0      0.0
+    Days           10.467      1.546    6.771 17.0      0.0
+    >>> print(m.summary())  # lmerTest's layout  # doctest: +SKIP
     """
     check_bool("reml", reml)
-    frame, groups = prepare_data(formula, data, na_action, [weights])
-    check_weights(frame, weights)
-    spec = _Spec(
-        formula,
-        bool(reml),
-        as_control(control),
-        row_values("weights", weights, len(frame)),
-        na_action,
-        contrasts=normalize_contrasts(contrasts),
-        levels=GroupCoding.from_frame(frame, groups),
+    frame, options = prepare_fit(
+        formula, data, na_action, control=control, weights=weights, contrasts=contrasts
     )
+    spec = _Spec(formula, bool(reml), **options)
     return LmerModel._fit(spec, frame)
 
 
 class LmerModel(Lme4Model):
     """A linear mixed model fitted by lme4 (create it with :func:`lmer`).
 
-    All results are plain pandas / numpy / Python values, extracted once right after the
-    fit. The lme4 object stays in R for :meth:`predict`, :meth:`refit`, :meth:`confint`,
-    :meth:`simulate` and :func:`anova`. A pickled model keeps its results and its data;
-    after unpickling, those methods first refit the model transparently (same data,
-    formula and options, so the same numbers).
+    Results, R handle and pickling work as for every model kind
+    (:class:`~pylmer.models._base.MixedModel`); lmerTest's tests are methods
+    (:meth:`anova`, :meth:`ranova`, :meth:`drop1`, :meth:`fixef_table`).
 
     Attributes
     ----------
@@ -358,24 +354,94 @@ class LmerModel(Lme4Model):
         type: Literal[1, 2, 3] = 3,
         ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite",
     ) -> pd.DataFrame:
-        """F tests of the fixed-effect terms (lmerTest); see :func:`pylmer.inference.anova`."""
+        """F tests of the fixed-effect terms, as lmerTest's ``anova(m, type, ddf)``.
+
+        To compare models, use :func:`pylmer.anova` (``pylmer.anova(m0, m1)``).
+
+        Parameters
+        ----------
+        type : {1, 2, 3}
+            Sequential (1), marginal-to-higher-terms (2) or marginal (3) sums of squares.
+        ddf : {"satterthwaite", "kenward-roger", "lme4"}
+            Denominator degrees of freedom (``"lme4"``: lme4's own table, with
+            ``type=1``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per term: ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``,
+            ``Pr(>F)`` (see :func:`pylmer.inference.anova`).
+
+        Examples
+        --------
+        >>> m.anova()  # doctest: +SKIP
+                   Sum Sq      Mean Sq  NumDF      DenDF    F value    Pr(>F)
+        Days  30030.93902  30030.93902      1  16.999984  45.852962  0.000003
+        >>> m.anova(ddf="kenward-roger")  # doctest: +SKIP
+        """
         return inference.anova(self, type=type, ddf=ddf)
 
     def ranova(self, *, reduce_terms: bool = True) -> pd.DataFrame:
-        """LRT of each random-effect term (lmerTest); see :func:`pylmer.inference.ranova`."""
+        """Likelihood-ratio test of each random-effect term, as lmerTest's ``ranova``.
+
+        Parameters
+        ----------
+        reduce_terms : bool
+            Reduce each term one step (``(x | g)`` to ``(1 | g)``), else drop it whole.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``<none>`` and one per reduced term: ``npar``, ``logLik``, ``AIC``,
+            ``LRT``, ``Df``, ``Pr(>Chisq)``.
+
+        Examples
+        --------
+        >>> m.ranova()  # doctest: +SKIP
+        """
         return inference.ranova(self, reduce_terms=reduce_terms)
 
     def drop1(
         self, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
     ) -> pd.DataFrame:
-        """F test of dropping each marginal term; see :func:`pylmer.inference.drop1`."""
+        """F test of dropping each marginal fixed-effect term, as lmerTest's ``drop1``.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "lme4"}
+            Denominator degrees of freedom (``"lme4"``: likelihood-ratio tests).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per droppable term (see :func:`pylmer.inference.drop1`).
+
+        Examples
+        --------
+        >>> m.drop1()  # doctest: +SKIP
+        """
         return inference.drop1(self, ddf=ddf)
 
     def fixef_table(
         self, ddf: Literal["satterthwaite", "kenward-roger", "lme4"] = "satterthwaite"
     ) -> pd.DataFrame:
-        """Coefficients with Satterthwaite or Kenward-Roger df; see
-        :func:`pylmer.inference.fixef_table`."""
+        """The coefficient table of lmerTest's ``summary(m, ddf=...)``.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "lme4"}
+            Degrees of freedom of the t tests (Kenward-Roger also adjusts the standard
+            errors, as pbkrtest does).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``estimate``, ``std_error``, ``df``, ``t_value``, ``p_value`` by coefficient.
+
+        Examples
+        --------
+        >>> m.fixef_table("kenward-roger")  # doctest: +SKIP
+        """
         return inference.fixef_table(self, ddf=ddf)
 
 
@@ -395,6 +461,7 @@ def anova(
     nsim: int = 1000,
     seed: int | None = None,
     n_jobs: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Likelihood-ratio tests between nested models (R's ``anova(m0, m1, ...)``).
 
@@ -411,14 +478,32 @@ def anova(
         test of pbkrtest's ``PBmodcomp`` (see :func:`pylmer.parallel.bootstrap_anova`).
     nsim, seed, n_jobs
         Bootstrap draws, seed of R's generator, worker processes (``method="bootstrap"``).
+    names : list of str, optional
+        The models' row labels (default: their formulas, as :func:`pylmer.compare` too).
 
     Returns
     -------
     pandas.DataFrame
-        Indexed ``model1``, ``model2``, ... (in R's order, by number of parameters) with
-        columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``,
-        ``Pr(>Chisq)``.  With ``method="bootstrap"``: rows ``LRT`` and ``PBtest``, columns
-        ``stat``, ``df``, ``p_value``.
+        One row per model, labelled by ``names`` or formula, in R's order (by number of
+        parameters), with columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``,
+        ``Chisq``, ``Df``, ``Pr(>Chisq)``.  With ``method="bootstrap"``: rows ``LRT`` and
+        ``PBtest``, columns ``stat``, ``df``, ``p_value``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        No model, an object that is not a fitted model, a bad ``method`` or ``names``.
+    RError
+        R's anova refused the models (e.g. fitted to different data).
+
+    Examples
+    --------
+    >>> m0 = pylmer.lmer("Reaction ~ 1 + (Days | Subject)", sleep)  # doctest: +SKIP
+    >>> m1 = pylmer.lmer("Reaction ~ Days + (Days | Subject)", sleep)  # doctest: +SKIP
+    >>> pylmer.anova(m0, m1, names=["null", "slope"])  # doctest: +SKIP
+           npar     AIC     BIC   logLik  deviance   Chisq  Df  Pr(>Chisq)
+    null      5  1785.5  1801.4  -887.74    1775.5     NaN NaN         NaN
+    slope     6  1763.9  1783.1  -875.97    1751.9  23.537 1.0  1.2227e-06
     """
     if not models:
         raise InvalidArgumentError("anova() needs at least one model")
@@ -440,14 +525,17 @@ def anova(
         # one model: lmerTest's F table with Satterthwaite df, like anova(m) in R with
         # lmerTest loaded (a GLMM has no such table: lme4's own below)
         return models[0].anova()
-    labels = [f"model{i + 1}" for i in range(len(models))]
+    labels = model_labels(models, names)
+    keys = [f"m{i}" for i in range(len(models))]  # R names the rows; ours replace them
     try:
-        return _r.call(
+        table = _r.call(
             ".pylmer_lmer_anova",
             [m._mermod() for m in models],
-            labels,
+            keys,
             refit=bool(refit),
             stacklevel=2,
         )
     except RError as exc:
         raise RError(f"anova failed: {exc.r_message}", r_message=exc.r_message) from None
+    table.index = pd.Index([labels[keys.index(str(k))] for k in table.index])
+    return table
