@@ -97,7 +97,7 @@ def main() -> None:
     odds = odds.drop(index="(Intercept)")
     print(odds.to_string(float_format=lambda v: f"{v:.3f}"))
     if "profile" in intervals:
-        sig = intervals["profile"].loc[".sig01"]
+        sig = intervals["profile"].loc["sd_(Intercept)|herd"]
         print(f"herd sd, profile 95% interval: {sig.iloc[0]:.3f} to {sig.iloc[1]:.3f}")
     print("KEY odds ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in odds["odds ratio"].items()))
     new_herd = pd.DataFrame({"herd": "new", "period": cbpp["period"].cat.categories})
