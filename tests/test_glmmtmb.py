@@ -99,8 +99,16 @@ def test_equal_to_plain_r(fits, case):
     nd.loc[nd.index[2], g] = "new"
     for kind in ("response", "link", "conditional", "zprob"):
         if ref.get(f"predict_{kind}") is not None:
-            close(m.predict(nd, type=kind), ref[f"predict_{kind}"], f"predict {kind}")
-    close(m.predict(nd, include_random=False), ref["predict_fixed"], "predict fixed")
+            close(
+                m.predict(nd, type=kind, allow_new_levels=True),
+                ref[f"predict_{kind}"],
+                f"predict {kind}",
+            )
+    close(
+        m.predict(nd, include_random=False, allow_new_levels=True),
+        ref["predict_fixed"],
+        "predict fixed",
+    )
     ci = m.confint()
     assert list(ci.index) == list(ref["confint"]["names"])
     close(ci.iloc[:, 0], ref["confint"]["lower"], "confint lower")
