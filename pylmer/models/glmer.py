@@ -290,14 +290,10 @@ class GlmerModel(Lme4Model):
             New data; default: the fitted data (NaN on rows lme4 dropped).
         type : {"response", "link"}
             Means (probabilities, expected counts) or the linear predictor.
-        include_random : bool
-            Add the conditional modes of the random effects (``re.form = NULL``); else
-            the fixed part only (``re.form = NA``).
-        allow_new_levels : bool, optional
-            True: predict unseen levels of grouping factors from the fixed part (their
-            random effects are zero); False: unseen levels raise
-            :class:`~pylmer.DataError`.  Not given: as True, with a
-            :class:`~pylmer.errors.NewLevelsWarning` naming the unseen levels.
+        include_random, allow_new_levels : bool, optional
+            As for :meth:`pylmer.LmerModel.predict`: with or without the conditional
+            modes (``re.form``); unseen group levels at zero random effect (True),
+            refused (False) or, not given, at zero with a ``NewLevelsWarning``.
 
         Returns
         -------
