@@ -47,7 +47,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     nsim = 20 if args.quick else 200
-    sizes = [8, 18, 30] if args.quick else [8, 12, 16, 20, 24, 28, 32, 40]
+    sizes = [8, 18, 30] if args.quick else [8, 12, 16, 20, 24, 32, 40, 48]
 
     sleep = datasets.load("sleepstudy")
     pilot = pylmer.lmer(FORMULA, sleep)

@@ -15,6 +15,8 @@ Y[[j]])`` and the test for each ``j`` -- gives the same p-values, whatever ``n_j
 
 from __future__ import annotations
 
+import itertools
+import uuid
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -27,18 +29,7 @@ import pandas as pd
 from .errors import InvalidArgumentError, RWarning, warn
 from .models.glmer import GlmerModel
 from .models.lmer import LmerModel
-from .parallel import (
-    _check_nsim,
-    _check_seed,
-    _chunks,
-    _frame,
-    _model_payload,
-    _Payload,
-    _Registered,
-    _resolve,
-    _run,
-    _texts,
-)
+from .parallel import map_model
 from .r import session as _r
 
 __all__ = ["PowerResult", "power", "power_curve"]
@@ -162,6 +153,25 @@ def _check_test(test: Any) -> str:
     return test
 
 
+def _check_nsim(nsim: Any) -> int:
+    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
+        raise InvalidArgumentError(
+            f"nsim must be a positive integer, not {nsim!r}", argument="nsim"
+        )
+    return int(nsim)
+
+
+def _check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or abs(seed) >= 2**31:
+        raise InvalidArgumentError(
+            f"seed must be None or an integer that fits R's (|seed| < 2**31), not {seed!r}",
+            argument="seed",
+        )
+    return int(seed)
+
+
 def _param_args(
     model: Any, effect: Mapping[str, float] | None, theta: Any, sigma: Any
 ) -> dict[str, Any]:
@@ -211,18 +221,17 @@ def _param_args(
 # ------------------------------------------------------------------ worker side
 
 #: R objects a worker built for one call (the template of a design size, the ML fits of a
-#: likelihood-ratio test), by (payload token, size, test, method).
+#: likelihood-ratio test), by (call token, size, test, method).
 _PREPARED: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
 _PREPARED_SIZE = 8
 
 
-def _prepared(payload: _Payload, design: Any, test: str, method: str) -> tuple[Any, Any]:
-    key = (payload.token, design, test, method)
+def _prepared(model: Any, key: tuple[Any, ...]) -> tuple[Any, Any]:
     hit = _PREPARED.get(key)
     if hit is not None:
         _PREPARED.move_to_end(key)
         return hit
-    (model,) = _resolve(payload)
+    _, design, test, method = key
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         handle = model._mermod()
@@ -236,13 +245,21 @@ def _prepared(payload: _Payload, design: Any, test: str, method: str) -> tuple[A
     return handle, prep
 
 
-def _power_task(
-    payload: _Payload, design: Any, Y: np.ndarray, test: str, method: str
-) -> dict[str, Any]:
-    handle, prep = _prepared(payload, design, test, method)
+def _texts(value: Any, k: int) -> list[str | None]:
+    """An R character vector (NA: None) as ``k`` strings or None."""
+    if value is None:
+        return [None] * k
+    values = np.atleast_1d(np.asarray(value, dtype=object))
+    return [None if v is None or v is pd.NA or v != v else str(v) for v in values]
+
+
+def _power_task(model: Any, item: tuple[Any, ...]) -> dict[str, Any]:
+    """Refit and test one chunk of simulated responses (in a worker process)."""
+    token, design, Y, test, method = item
+    handle, prep = _prepared(model, (token, design, test, method))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = _r.call(".pylmer_power_chunk", handle, _frame(Y), test, method, prep=prep)
+        out = _r.call(".pylmer_power_chunk", handle, pd.DataFrame(Y), test, method, prep=prep)
     k = Y.shape[1]
     singular = np.atleast_1d(np.asarray(out["singular"], dtype=object))
     return {
@@ -385,16 +402,27 @@ def power(
     alpha = _check_alpha(alpha)
     seed = _check_seed(seed)
     args = _param_args(model, effect, theta, sigma)
-    payload = _model_payload(model)
     handle = model._mermod()
     _r.call(".pylmer_power_prepare", handle, test, "satterthwaite")  # checks `test`
     Y, params = _simulate(model, handle, nsim, seed, args)
-    results = _run_designs(payload, model, [(None, Y)], test, method, n_jobs, progress)
+    results = _run_designs(model, [(None, Y)], test, method, n_jobs, progress)
     return _result(results[0], nsim, test, method, alpha, params)
 
 
+def _chunks(n: int, n_jobs: int | None) -> list[slice]:
+    """``range(n)`` in contiguous chunks, about four per worker and at least 20 (for the
+    progress bar); the chunking never changes a result."""
+    import joblib
+
+    try:
+        workers = max(1, int(joblib.effective_n_jobs(n_jobs)))
+    except Exception:  # a backend that cannot tell (e.g. no Dask client yet)
+        workers = 1
+    bounds = np.linspace(0, n, min(n, max(4 * workers, 20)) + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
 def _run_designs(
-    payload: _Payload,
     model: Any,
     designs: list[tuple[Any, np.ndarray]],
     test: str,
@@ -402,16 +430,18 @@ def _run_designs(
     n_jobs: int | None,
     progress: bool | None,
 ) -> list[list[dict[str, Any]]]:
-    """Refit and test every simulated response of every design in one joblib run; the
-    chunks' results grouped by design."""
-    tasks, sizes, owner = [], [], []
+    """Refit and test every simulated response of every design in one parallel run
+    (:func:`pylmer.parallel.map_model`); the chunks' results grouped by design."""
+    token = uuid.uuid4().hex  # the workers' prepared objects belong to this call
+    items, sizes, owner = [], [], []
     for d, (design, Y) in enumerate(designs):
         for c in _chunks(Y.shape[1], n_jobs):
-            tasks.append((payload, design, Y[:, c], test, method))
+            items.append((token, design, Y[:, c], test, method))
             sizes.append(c.stop - c.start)
             owner.append(d)
-    with _Registered(payload, (model,)):
-        out = _run(_power_task, tasks, sizes, n_jobs, progress, "power")
+    out = map_model(
+        _power_task, model, items, n_jobs=n_jobs, progress=progress, desc="power", sizes=sizes
+    )
     grouped: list[list[dict[str, Any]]] = [[] for _ in designs]
     for d, r in zip(owner, out, strict=True):
         grouped[d].append(r)
@@ -529,8 +559,7 @@ def power_curve(
         Y, _ = _simulate(model, tmpl["model"], nsim, seed, params)
         designs.append((design, Y))
         info.append(int(Y.shape[0]))
-    payload = _model_payload(model)
-    grouped = _run_designs(payload, model, designs, test, method, n_jobs, progress)
+    grouped = _run_designs(model, designs, test, method, n_jobs, progress)
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RWarning)
