@@ -461,29 +461,50 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("data", metavar="DATA.csv", help="the data (CSV with a header row)")
-        p.add_argument("formula", help='an lme4 formula, e.g. "y ~ x + (1 | g)"')
-        p.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-        p.add_argument(
-            "--family",
-            metavar="NAME",
-            help="fit a GLMM with glmer: binomial, poisson, Gamma, inverse.gaussian, "
-            "negative_binomial",
-        )
-        p.add_argument("--link", metavar="NAME", help="the GLMM's link (default: canonical)")
-        p.add_argument(
-            "--model",
-            choices=("lme4", "glmmtmb"),
-            default="lme4",
-            help="lme4 (lmer / glmer, default) or glmmtmb (then --family takes glmmTMB's "
-            "families: nbinom2, beta, tweedie, ...)",
-        )
-        p.add_argument("--zi", metavar="FORMULA", help='glmmTMB zero inflation, e.g. "~ x"')
-        p.add_argument("--disp", metavar="FORMULA", help='glmmTMB dispersion, e.g. "~ x"')
+    _add_model_commands(sub, common)
+    _add_mixedml_command(sub, common)
+    p = sub.add_parser("datasets", parents=[common], help="list or export lme4's data sets")
+    p.add_argument("name", nargs="?", help="a data set (omit to list them)")
+    p.add_argument("--out", metavar="FILE", help="CSV to write (default: stdout)")
+    p.set_defaults(func=_cmd_datasets)
 
+    p = sub.add_parser("validate", parents=[common], help="compare pylmer with a plain Rscript fit")
+    _model_args(p)
+    p.add_argument(
+        "--tol", type=float, default=1e-6, help="largest relative difference accepted (1e-6)"
+    )
+    p.add_argument("--rscript", default="Rscript", help="the Rscript executable")
+    p.add_argument("--keep", metavar="FILE.json", help="keep the plain-R results here")
+    p.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """The data, formula and model options of fit, predict and validate."""
+    p.add_argument("data", metavar="DATA.csv", help="the data (CSV with a header row)")
+    p.add_argument("formula", help='an lme4 formula, e.g. "y ~ x + (1 | g)"')
+    p.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    p.add_argument(
+        "--family",
+        metavar="NAME",
+        help="fit a GLMM with glmer: binomial, poisson, Gamma, inverse.gaussian, negative_binomial",
+    )
+    p.add_argument("--link", metavar="NAME", help="the GLMM's link (default: canonical)")
+    p.add_argument(
+        "--model",
+        choices=("lme4", "glmmtmb"),
+        default="lme4",
+        help="lme4 (lmer / glmer, default) or glmmtmb (then --family takes glmmTMB's "
+        "families: nbinom2, beta, tweedie, ...)",
+    )
+    p.add_argument("--zi", metavar="FORMULA", help='glmmTMB zero inflation, e.g. "~ x"')
+    p.add_argument("--disp", metavar="FORMULA", help='glmmTMB dispersion, e.g. "~ x"')
+
+
+def _add_model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The fit and predict commands."""
     p = sub.add_parser("fit", parents=[common], help="fit a model; print the summary, write CSVs")
-    model_args(p)
+    _model_args(p)
     p.add_argument(
         "--out",
         default=_DEFAULT_OUT,
@@ -503,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("predict", parents=[common], help="fit, then predict new rows")
-    model_args(p)
+    _model_args(p)
     p.add_argument("--newdata", required=True, metavar="NEW.csv", help="rows to predict")
     p.add_argument(
         "--population", action="store_true", help="fixed part only (random effects zero)"
@@ -516,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="CSV to write (default: stdout)")
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_mixedml_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The mixedml command."""
     p = sub.add_parser(
         "mixedml", parents=[common], help="random effects on top of a scikit-learn regressor"
     )
@@ -561,21 +585,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where predictions, ranef, varcorr, history go ({_DEFAULT_OUT})",
     )
     p.set_defaults(func=_cmd_mixedml)
-
-    p = sub.add_parser("datasets", parents=[common], help="list or export lme4's data sets")
-    p.add_argument("name", nargs="?", help="a data set (omit to list them)")
-    p.add_argument("--out", metavar="FILE", help="CSV to write (default: stdout)")
-    p.set_defaults(func=_cmd_datasets)
-
-    p = sub.add_parser("validate", parents=[common], help="compare pylmer with a plain Rscript fit")
-    model_args(p)
-    p.add_argument(
-        "--tol", type=float, default=1e-6, help="largest relative difference accepted (1e-6)"
-    )
-    p.add_argument("--rscript", default="Rscript", help="the Rscript executable")
-    p.add_argument("--keep", metavar="FILE.json", help="keep the plain-R results here")
-    p.set_defaults(func=_cmd_validate)
-    return parser
 
 
 def _positive_int(text: str) -> int:

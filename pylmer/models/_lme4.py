@@ -102,38 +102,9 @@ class Lme4Model(MixedModel):
         Days           7.4367   13.4973
         >>> m.confint("boot", nsim=200, seed=1, n_jobs=2)  # doctest: +SKIP
         """
-        methods = {"wald": "Wald", "profile": "profile", "boot": "boot"}
-        if method not in methods:
-            raise bad_argument("method", f"must be one of {list(methods)}, not {method!r}")
-        if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float)):
-            raise bad_argument("level", f"must be a number between 0 and 1, not {level!r}")
-        if not 0 < level < 1:
-            raise bad_argument("level", f"must be between 0 and 1, not {level}")
-        if boot_type not in ("perc", "basic", "norm"):
-            raise bad_argument("boot_type", f"must be 'perc', 'basic' or 'norm', not {boot_type!r}")
-        if parm is not None:
-            parm = [parm] if isinstance(parm, str) else list(parm)
-            if not parm or not all(isinstance(p, str) for p in parm):
-                raise bad_argument("parm", f"must be a name or a list of names, not {parm!r}")
-        profile = {"maxpts": maxpts, "delta": delta, "delta.cutoff": delta_cutoff}
-        for name, value in profile.items():
-            if value is None:
-                continue
-            arg = name.replace(".", "_")
-            if method != "profile":
-                raise bad_argument(arg, f"is a profile option; method is {method!r}")
-            check_number(arg, value)
-            if value <= 0 or (name == "maxpts" and int(value) != value):
-                raise bad_argument(
-                    arg, f"must be a positive {'integer' if arg == 'maxpts' else 'number'}"
-                )
-        for name, value in (("nsim", nsim), ("seed", seed)):
-            if value is not None and (
-                isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
-            ):
-                raise bad_argument(name, f"must be an integer, not {value!r}")
-        if nsim < 1:
-            raise bad_argument("nsim", f"must be >= 1, not {nsim}")
+        parm, profile = _confint_arguments(
+            method, level, parm, nsim, seed, boot_type, maxpts, delta, delta_cutoff
+        )
         if parm is not None:
             parm = self._parameter_names(parm, old_names)
         if method == "boot" and (n_jobs is not None or not self._BOOT_IN_R):
@@ -146,35 +117,32 @@ class Lme4Model(MixedModel):
                 boot_type=boot_type,
                 old_names=old_names,
             )
-            if parm is None:
-                return ci
-            fixed = set(self.results.fixef.index)
-            keep = [
-                r
-                for r in ci.index
-                if r in parm
-                or ("beta_" in parm and r in fixed)
-                or ("theta_" in parm and r not in fixed)
-            ]
-            return ci.loc[keep]
+            return ci if parm is None else ci.loc[self._chosen_rows(ci.index, parm)]
         return _r.call(
             ".pylmer_lmer_confint",
             self._mermod(),
-            method=methods[method],
+            method=_METHODS[method],
             level=float(level),
             nsim=int(nsim),
             seed=None if seed is None else int(seed),
             parm=parm,
             boot_type=boot_type,
-            profile_args={
-                k: (int(v) if k == "maxpts" else float(v))
-                for k, v in profile.items()
-                if v is not None
-            }
-            or None,
+            profile_args=profile,
             old_names=bool(old_names),
             stacklevel=2,
         )
+
+    def _chosen_rows(self, rows: pd.Index, parm: list[str]) -> list[str]:
+        """The rows of an interval table that ``parm`` selects (names, ``"beta_"``:
+        fixed effects, ``"theta_"``: variance parameters), as R's ``parm``."""
+        fixed = set(self.results.fixef.index)
+        return [
+            r
+            for r in rows
+            if r in parm
+            or ("beta_" in parm and r in fixed)
+            or ("theta_" in parm and r not in fixed)
+        ]
 
     def _parameter_names(self, parm: list[str], old_names: bool) -> list[str]:
         """``parm`` in the naming scheme of the table (R's ``.sig01`` or pylmer's
@@ -308,3 +276,55 @@ class Lme4Model(MixedModel):
              effect     group                term  estimate  std_error ...
         """
         return inference.tidy(self, effects, conf_int=conf_int, **kwargs)
+
+
+_METHODS = {"wald": "Wald", "profile": "profile", "boot": "boot"}
+
+
+def _confint_arguments(
+    method: Any,
+    level: Any,
+    parm: Any,
+    nsim: Any,
+    seed: Any,
+    boot_type: Any,
+    maxpts: Any,
+    delta: Any,
+    delta_cutoff: Any,
+) -> tuple[list[str] | None, dict[str, float] | None]:
+    """Check :meth:`Lme4Model.confint`'s arguments; return ``parm`` as a list and the
+    profile options keyed by lme4's names (None when none is given)."""
+    if method not in _METHODS:
+        raise bad_argument("method", f"must be one of {list(_METHODS)}, not {method!r}")
+    if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float)):
+        raise bad_argument("level", f"must be a number between 0 and 1, not {level!r}")
+    if not 0 < level < 1:
+        raise bad_argument("level", f"must be between 0 and 1, not {level}")
+    if boot_type not in ("perc", "basic", "norm"):
+        raise bad_argument("boot_type", f"must be 'perc', 'basic' or 'norm', not {boot_type!r}")
+    if parm is not None:
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        if not parm or not all(isinstance(p, str) for p in parm):
+            raise bad_argument("parm", f"must be a name or a list of names, not {parm!r}")
+    profile = {"maxpts": maxpts, "delta": delta, "delta.cutoff": delta_cutoff}
+    for name, value in profile.items():
+        if value is None:
+            continue
+        arg = name.replace(".", "_")
+        if method != "profile":
+            raise bad_argument(arg, f"is a profile option; method is {method!r}")
+        check_number(arg, value)
+        if value <= 0 or (name == "maxpts" and int(value) != value):
+            kind = "integer" if arg == "maxpts" else "number"
+            raise bad_argument(arg, f"must be a positive {kind}")
+    for name, value in (("nsim", nsim), ("seed", seed)):
+        if value is not None and (
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+        ):
+            raise bad_argument(name, f"must be an integer, not {value!r}")
+    if nsim < 1:
+        raise bad_argument("nsim", f"must be >= 1, not {nsim}")
+    given = {
+        k: (int(v) if k == "maxpts" else float(v)) for k, v in profile.items() if v is not None
+    }
+    return parm, given or None
