@@ -347,48 +347,13 @@ def emmeans(
         if contrasts not in (None, "pairwise"):
             raise InvalidArgumentError("give either pairwise=True or contrasts=..., not both")
         contrasts = "pairwise"
-    method: Any = None
-    if isinstance(contrasts, str):
-        if contrasts not in _CONTRAST_METHODS:
-            raise InvalidArgumentError(
-                f"contrasts must be one of {list(_CONTRAST_METHODS)} or a dict of weights, "
-                f"not {contrasts!r}"
-            )
-        method = contrasts
-    elif isinstance(contrasts, Mapping):
-        method = {}
-        for name, weights in contrasts.items():
-            values = np.asarray(weights, dtype=float)
-            if values.ndim != 1 or not np.isfinite(values).all():
-                raise InvalidArgumentError(f"contrast {name!r} needs a list of finite weights")
-            method[str(name)] = values
-    elif contrasts is not None:
-        raise InvalidArgumentError(
-            f"contrasts must be a string or a dict, not {_type_name(contrasts)}"
-        )
+    method = _contrast_method(contrasts)
     if adjust is not None and method is None:
         raise InvalidArgumentError(
             "adjust applies to contrasts: pass pairwise=True or contrasts=..."
         )
-    ddf_key = None
-    if ddf is not None:
-        ddf_key = str(ddf).lower().replace("_", "-")
-        ddf_key = {"kr": "kenward-roger"}.get(ddf_key, ddf_key)
-        if ddf_key not in ("satterthwaite", "kenward-roger", "asymptotic"):
-            raise InvalidArgumentError(
-                f"ddf must be 'satterthwaite', 'kenward-roger' or 'asymptotic', not {ddf!r}"
-            )
-    at_r = None
-    if at is not None:
-        if not isinstance(at, Mapping):
-            raise InvalidArgumentError(
-                f"at must be a dict of column -> values, not {_type_name(at)}"
-            )
-        at_r = {}
-        for key, values in at.items():
-            listlike = isinstance(values, Sequence | np.ndarray | pd.Series)
-            seq = list(values) if listlike and not isinstance(values, str) else [values]
-            at_r[str(key)] = [v.item() if hasattr(v, "item") else v for v in seq]
+    ddf_key = _emmeans_ddf(ddf)
+    at_r = _at_values(at)
     # Satterthwaite df: hand emmeans lmerTest's version (its Hessian is cached)
     target = handle
     if ddf_key == "satterthwaite" and _is_lmm(model):
@@ -416,6 +381,59 @@ def emmeans(
         estimate_name=str(out.get("estimate_name") or "emmean"),
         messages=messages,
     )
+
+
+def _contrast_method(contrasts: Any) -> Any:
+    """emmeans' contrast method: a method name, or {name: weights}, or None."""
+    method: Any = None
+    if isinstance(contrasts, str):
+        if contrasts not in _CONTRAST_METHODS:
+            raise InvalidArgumentError(
+                f"contrasts must be one of {list(_CONTRAST_METHODS)} or a dict of weights, "
+                f"not {contrasts!r}"
+            )
+        method = contrasts
+    elif isinstance(contrasts, Mapping):
+        method = {}
+        for name, weights in contrasts.items():
+            values = np.asarray(weights, dtype=float)
+            if values.ndim != 1 or not np.isfinite(values).all():
+                raise InvalidArgumentError(f"contrast {name!r} needs a list of finite weights")
+            method[str(name)] = values
+    elif contrasts is not None:
+        raise InvalidArgumentError(
+            f"contrasts must be a string or a dict, not {_type_name(contrasts)}"
+        )
+    return method
+
+
+def _emmeans_ddf(ddf: Any) -> str | None:
+    """The df method emmeans is asked for (None: its own choice)."""
+    ddf_key = None
+    if ddf is not None:
+        ddf_key = str(ddf).lower().replace("_", "-")
+        ddf_key = {"kr": "kenward-roger"}.get(ddf_key, ddf_key)
+        if ddf_key not in ("satterthwaite", "kenward-roger", "asymptotic"):
+            raise InvalidArgumentError(
+                f"ddf must be 'satterthwaite', 'kenward-roger' or 'asymptotic', not {ddf!r}"
+            )
+    return ddf_key
+
+
+def _at_values(at: Any) -> dict[str, list[Any]] | None:
+    """``at`` as lists of plain Python values by column."""
+    at_r = None
+    if at is not None:
+        if not isinstance(at, Mapping):
+            raise InvalidArgumentError(
+                f"at must be a dict of column -> values, not {_type_name(at)}"
+            )
+        at_r = {}
+        for key, values in at.items():
+            listlike = isinstance(values, Sequence | np.ndarray | pd.Series)
+            seq = list(values) if listlike and not isinstance(values, str) else [values]
+            at_r[str(key)] = [v.item() if hasattr(v, "item") else v for v in seq]
+    return at_r
 
 
 def _type_name(value: Any) -> str:
