@@ -81,15 +81,18 @@ def test_interval_arguments_are_checked(linear):
         model.predict(X.head(2), interval="prediction", level=95)
 
 
-def test_honest_sigma2_moves_to_the_midpoint():
+def test_honest_sigma2_out_of_fold_level_minus_estimator_variance():
     w = np.zeros(4)
-    hv = honest_sigma2(
-        0.5, w, fixed_in=np.full(4, 0.5), fixed_oof=np.full(4, 1.5), lme4_saw="in_sample"
-    )
-    assert hv.fixed_error == pytest.approx(1.0)  # (2.25 - 0.25) / 2
+    # lme4 saw in-sample residuals (mean square 0.25): moved to the out-of-fold level
+    # (2.25), minus the estimator's variance
+    hv = honest_sigma2(0.5, w, np.full(4, 0.5), np.full(4, 1.5), fixed_var=1.0)
+    assert hv.sigma2 == pytest.approx(0.5 + 2.0 - 1.0)
+    # lme4 saw the out-of-fold residuals: only the variance is removed
+    hv = honest_sigma2(2.5, w, np.full(4, 1.5), np.full(4, 1.5), fixed_var=1.0)
     assert hv.sigma2 == pytest.approx(1.5)
-    hv = honest_sigma2(2.5, w, fixed_in=np.full(4, 0.5), fixed_oof=np.full(4, 1.5), lme4_saw="oof")
-    assert hv.sigma2 == pytest.approx(1.5)
+    # never below a tenth of the out-of-fold mean square
+    hv = honest_sigma2(0.1, w, np.full(4, 1.5), np.full(4, 1.5), fixed_var=5.0)
+    assert hv.floored and hv.sigma2 == pytest.approx(0.225)
 
 
 def test_honest_sigma2_with_boosting_within_20_percent():

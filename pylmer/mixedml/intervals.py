@@ -75,7 +75,8 @@ class Calibration:
     scores_known, scores_new : ndarray
         Sorted standardized out-of-fold scores (known groups, new groups).
     mse_in, mse_oof : float
-        The mean squared residuals the variance correction is built from.
+        Mean squared residuals of the working response against the fixed part lme4 saw
+        and against the out-of-fold one (the variance correction's inputs).
     """
 
     sigma2: float
@@ -218,16 +219,14 @@ def _conformal(scores: np.ndarray, level: float) -> float:
 def calibrate(model: Any, X: pd.DataFrame, y: np.ndarray) -> Calibration:
     """The residual-variance correction and conformal scores of a fitted model.
 
-    Runs ``model.cv`` extra fits of the estimator (folds by the first grouping column)
-    unless the loop already used out-of-fold or out-of-bag predictions.
+    Runs two fits of the estimator on half the groups (its variance), plus ``model.cv``
+    fits (folds by the first grouping column) when the loop used in-sample predictions.
     """
-    from .variance import cross_fit, honest_sigma2
+    from .threads import estimator_threads
+    from .variance import cross_fit, half_sample_variance, honest_sigma2
 
     y = np.asarray(y, dtype=float).ravel()
-    features = model.features_
-    Xf = X[features]
-    from .threads import estimator_threads
-
+    Xf = X[model.features_]
     with estimator_threads():
         fixed_in = np.asarray(model.estimator_.predict(Xf), dtype=float).ravel()
     xg = np.atleast_1d(np.asarray(model._re.terms[0]["fixed"], dtype=float))
@@ -236,45 +235,37 @@ def calibrate(model: Any, X: pd.DataFrame, y: np.ndarray) -> Calibration:
     contribution = full - fixed_in  # X gamma + Z b
     working = y - contribution
     groups = model._re.frame[model.groups_[0]].cat.codes.to_numpy()
-    if model.residuals_used_ == "in_sample":
-        with estimator_threads():
-            fixed_oof = cross_fit(
-                model._base_estimator(), Xf, working, groups, cv=int(model.cv)
-            ).ravel()
-    else:
-        fixed_oof = used
+    est = model._base_estimator()
+    cv = int(model.cv)
+    with estimator_threads():
+        if model.residuals_used_ == "in_sample":
+            fixed_oof = cross_fit(est, Xf, working, groups, cv=cv).ravel()
+        else:
+            fixed_oof = used
+        fraction = 0.632 if model.residuals_used_ == "oob" else (cv - 1) / cv
+        fixed_var = half_sample_variance(est, Xf, working, groups, fraction)
     sigma2_lme4 = float(model.lmer_.sigma) ** 2
-    hv = honest_sigma2(sigma2_lme4, working, fixed_in, fixed_oof, model.residuals_used_)
-    # conformal scores
-    partial = Calibration(
-        sigma2=hv.sigma2,
-        sigma2_lme4=sigma2_lme4,
-        fixed_error=hv.fixed_error,
-        scores_known=np.empty(0),
-        scores_new=np.empty(0),
-        mse_in=hv.mse_in,
-        mse_oof=hv.mse_oof,
-        floored=hv.floored,
-    )
-    model.calibration_ = partial
+    hv = honest_sigma2(sigma2_lme4, working, used, fixed_oof, fixed_var)
+    common = {
+        "sigma2": hv.sigma2,
+        "sigma2_lme4": sigma2_lme4,
+        "fixed_error": hv.fixed_error,
+        "mse_in": hv.mse_used,
+        "mse_oof": hv.mse_oof,
+        "floored": hv.floored,
+    }
+    model.calibration_ = Calibration(scores_known=np.empty(0), scores_new=np.empty(0), **common)
+    # conformal scores: known groups, with the row left out of its own random effects
+    # (ridge leave-one-out: b moves by h / (1 - h) times lme4's conditional residual)
     v_known, _ = re_variance(model, X)
     h = np.clip(v_known / sigma2_lme4, 0.0, 0.9)
     base = hv.sigma2 + hv.fixed_error
-    r_known = (y - fixed_oof - contribution) / (1.0 - h)
+    r_known = (y - fixed_oof - contribution) + h / (1.0 - h) * (y - used - contribution)
     s_known = np.abs(r_known) / np.sqrt(base + v_known)
-    prior = _prior_variance(model, X)
+    # new groups: the out-of-fold fixed part never saw the row's group
     r_new = y - fixed_oof - xg
-    s_new = np.abs(r_new) / np.sqrt(base + prior)
-    return Calibration(
-        sigma2=hv.sigma2,
-        sigma2_lme4=sigma2_lme4,
-        fixed_error=hv.fixed_error,
-        scores_known=np.sort(s_known),
-        scores_new=np.sort(s_new),
-        mse_in=hv.mse_in,
-        mse_oof=hv.mse_oof,
-        floored=hv.floored,
-    )
+    s_new = np.abs(r_new) / np.sqrt(base + _prior_variance(model, X))
+    return Calibration(scores_known=np.sort(s_known), scores_new=np.sort(s_new), **common)
 
 
 def _prior_variance(model: Any, X: pd.DataFrame) -> np.ndarray:
