@@ -65,11 +65,16 @@ class InfluenceResult:
     groups: str | None = None
 
 
+#: the model kinds lme4's influence, cooks.distance and hatvalues methods apply to
+_KINDS = ("LmerModel", "GlmerModel")
+
+
 def _check_model(model: Any) -> Any:
-    if not hasattr(model, "_mermod") or not hasattr(model, "results"):
+    kinds = {cls.__name__ for cls in type(model).__mro__}
+    if not kinds & set(_KINDS) or not hasattr(model, "_mermod"):
         raise InvalidArgumentError(
-            f"model must be a fitted model (from pylmer.lmer or pylmer.glmer), "
-            f"not {type(model).__name__}",
+            "influence diagnostics are lme4's methods for lmer and glmer fits (from "
+            f"pylmer.lmer or pylmer.glmer), not for a {type(model).__name__}",
             argument="model",
         )
     return model
