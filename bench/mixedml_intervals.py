@@ -164,7 +164,7 @@ def main() -> None:
                 print(r, flush=True)
     table = pd.DataFrame(rows)
     print(f"\nlevel {args.level}")
-    print(table.to_markdown(index=False, floatfmt=".3f"))
+    print(table.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":
