@@ -90,7 +90,11 @@ class PowerResult:
             f"{100 * self.power:.1f}% (95% CI {100 * self.ci_low:.1f}% to "
             f"{100 * self.ci_high:.1f}%), {hits} of {ok} simulations"
             + (f"; {self.n_failed} failed" if self.n_failed else "")
-            + (f"; {self.n_singular} singular fits" if self.n_singular else "")
+            + (
+                f"; {self.n_singular} singular fit{'s' * (self.n_singular != 1)}"
+                if self.n_singular
+                else ""
+            )
         )
 
 
