@@ -355,7 +355,7 @@
 # Refit to a new response: the used rows of the data with the response replaced by
 # `.pylmer_y` (or cbind(.pylmer_y1, .pylmer_y2) for a two-column binomial response), so
 # every response form (a column, an expression, cbind(s, n - s)) takes what simulate gives.
-.pylmer_tmb_refit <- function(m, newresp) {
+.pylmer_tmb_refit_model <- function(m, newresp) {
   if (is.data.frame(newresp)) newresp <- as.matrix(newresp)
   if (NROW(newresp) != stats::nobs(m)) {
     .pylmer_stop("data", "newresp has ", NROW(newresp), " values; the model has ",
@@ -389,6 +389,11 @@
     }
   })
   attr(model, "pylmer_env") <- new
+  model
+}
+
+.pylmer_tmb_refit <- function(m, newresp) {
+  model <- .pylmer_tmb_refit_model(m, newresp)
   problems <- .pylmer_tmb_check_convergence(model)
   for (p in problems) warning(p, call. = FALSE)
   out <- c(list(model = model), .pylmer_tmb_extract(model))
@@ -439,4 +444,54 @@
   path <- file.path(dir, paste0(stem, ".R"))
   writeLines(lines, path)
   path
+}
+
+# ------------------------------------------------------------------ bootstrap (parallel.R)
+
+# The bootstrap statistic of a glmmTMB fit: the fixed effects of the conditional model
+# (their names), the zero-inflation and dispersion models ("zi~name", "disp~name"), and
+# the random effects' standard deviations ("sd_<term>|<group>", "zi~sd_...").
+.pylmer_tmb_boot_stat <- function(m) {
+  fe <- glmmTMB::fixef(m)
+  out <- fe$cond
+  if (length(fe$zi)) out <- c(out, stats::setNames(fe$zi, paste0("zi~", names(fe$zi))))
+  disp <- m$modelInfo$allForm$dispformula
+  if (length(fe$disp) && !identical(deparse(disp), "~1")) {
+    out <- c(out, stats::setNames(fe$disp, paste0("disp~", names(fe$disp))))
+  }
+  vc <- glmmTMB::VarCorr(m)
+  for (comp in c("cond", "zi")) {
+    for (g in names(vc[[comp]])) {
+      sd <- attr(vc[[comp]][[g]], "stddev")
+      names(sd) <- paste0(if (comp == "zi") "zi~", "sd_", names(sd), "|", g)
+      out <- c(out, sd)
+    }
+  }
+  out
+}
+
+# Draws as glmmTMB's simulate() gives them after set.seed(seed) (new random effects, as
+# bootMer's use.u = FALSE), one column per draw, and the statistic of the fit.
+.pylmer_tmb_boot_setup <- function(m, nsim, seed = NULL) {
+  if (!is.null(seed)) set.seed(seed)
+  list(Y = .pylmer_par_draws(stats::simulate(m, nsim = nsim)), t0 = .pylmer_tmb_boot_stat(m))
+}
+
+.pylmer_tmb_boot_chunk <- function(m, Y) {
+  Y <- as.matrix(Y)
+  t0 <- .pylmer_tmb_boot_stat(m)
+  k <- ncol(Y)
+  out <- matrix(NA_real_, k, length(t0), dimnames = list(NULL, names(t0)))
+  err <- cond <- rep(NA_character_, k)
+  for (i in seq_len(k)) {
+    r <- .pylmer_par_try({
+      fit <- .pylmer_tmb_refit_model(m, Y[, i])
+      for (p in .pylmer_tmb_check_convergence(fit)) warning(p, call. = FALSE)
+      .pylmer_tmb_boot_stat(fit)
+    })
+    if (!is.null(r$value)) out[i, ] <- r$value
+    err[i] <- r$error
+    if (length(r$conditions)) cond[i] <- paste(r$conditions, collapse = "; ")
+  }
+  list(t = out, error = err, conditions = cond)
 }

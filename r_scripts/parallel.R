@@ -69,6 +69,7 @@
 # Simulated responses exactly as bootMer(x, nsim = nsim, seed = seed) draws them (one
 # column per draw, the rows lme4 used), and the statistic of the fitted model.
 .pylmer_boot_setup <- function(m, nsim, seed = NULL, old_names = TRUE) {
+  if (inherits(m, "glmmTMB")) return(.pylmer_tmb_boot_setup(m, nsim, seed))  # glmmtmb.R
   if (!is.null(seed)) {
     set.seed(seed)
   } else if (!exists(".Random.seed", envir = globalenv())) {
@@ -115,6 +116,7 @@
 # Refit the model to each column of Y (bootMer's refit(x, y, control = <call's control>))
 # and return the statistics (NA rows for failed refits), errors and warnings per draw.
 .pylmer_boot_chunk <- function(m, Y, old_names = TRUE) {
+  if (inherits(m, "glmmTMB")) return(.pylmer_tmb_boot_chunk(m, Y))
   Y <- as.matrix(Y)
   control <- .pylmer_par_control(m)
   vn <- .pylmer_par_vnames(m, old_names)
@@ -136,6 +138,10 @@
 # Refit a model to one simulated response and extract everything (bootstrap with a user
 # function of the refitted model).
 .pylmer_boot_refit_full <- function(m, y) {
+  if (inherits(m, "glmmTMB")) {
+    model <- .pylmer_tmb_refit_model(m, y)
+    return(c(list(model = model), .pylmer_tmb_extract(model)))
+  }
   model <- lme4::refit(m, .pylmer_par_resp(m, as.numeric(y)), control = .pylmer_par_control(m))
   extract <- if (lme4::isGLMM(model)) .pylmer_glmer_extract else .pylmer_lmer_extract
   c(list(model = model), extract(model))

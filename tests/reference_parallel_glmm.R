@@ -53,3 +53,18 @@ out <- list(
 )
 write_json(out, file.path(outdir, "many_poisson.json"), digits = NA, auto_unbox = TRUE,
            na = "null")
+
+# bootstrap of a glmmTMB fit: simulate() after set.seed(seed), glmmTMB's refit() to each
+# draw; statistic: conditional and zero-inflation fixed effects, random-effect sd.
+suppressPackageStartupMessages(library(glmmTMB))
+data(Salamanders, package = "glmmTMB")
+zm <- glmmTMB(count ~ mined + (1 | site), ziformula = ~mined, family = poisson,
+              data = Salamanders)
+set.seed(1)
+zs <- simulate(zm, nsim = 4L)
+zt <- t(sapply(zs, function(y) {
+  f <- refit(zm, y)
+  c(fixef(f)$cond, fixef(f)$zi, attr(VarCorr(f)$cond$site, "stddev"))
+}))
+write_json(list(t = unname(lapply(seq_len(nrow(zt)), function(i) unname(zt[i, ])))),
+           file.path(outdir, "tmb_boot.json"), digits = NA, auto_unbox = TRUE)

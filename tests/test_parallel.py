@@ -330,3 +330,20 @@ def test_lmer_many_glmm_equals_r_refit_loop(r_session):
         np.testing.assert_allclose(vc["sd_or_cor"], np.atleast_1d(ref["sd"][j]), rtol=RTOL)
     np.testing.assert_allclose(one.fit["loglik"], ref["loglik"], rtol=RTOL)
     pd.testing.assert_frame_equal(one.fixef, two.fixef)
+
+
+def test_glmmtmb_bootstrap_equals_r_loop(r_session):
+    ref = reference("reference_parallel_glmm.R", "tmb_boot")
+    sal = datasets.load("Salamanders")
+    m = pylmer.glmmtmb("count ~ mined + (1 | site)", sal, family="poisson", ziformula="~ mined")
+    draws = P.bootstrap(m, nsim=4, seed=1)
+    assert list(draws.columns) == [
+        "(Intercept)",
+        "minedno",
+        "zi~(Intercept)",
+        "zi~minedno",
+        "sd_(Intercept)|site",
+    ]
+    np.testing.assert_allclose(draws.to_numpy(), np.asarray(ref["t"]), rtol=RTOL)
+    ci = m.confint(method="boot", nsim=4, seed=1, n_jobs=2)
+    np.testing.assert_allclose(ci.iloc[:, 0], draws.min(), rtol=1e-10)
