@@ -394,7 +394,9 @@ class MixedModel(ABC):
         if name.startswith("_") or name == "results":
             raise AttributeError(name)
         if name in self._FORWARDED:
-            return getattr(self.results, name)
+            value = getattr(self.results, name)
+            # a table computed on first access (ranef_sd): computed now, a plain dict
+            return dict(value) if isinstance(value, LazyTables) else value
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __dir__(self) -> list[str]:
