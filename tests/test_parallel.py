@@ -347,3 +347,12 @@ def test_glmmtmb_bootstrap_equals_r_loop(r_session):
     np.testing.assert_allclose(draws.to_numpy(), np.asarray(ref["t"]), rtol=RTOL)
     ci = m.confint(method="boot", nsim=4, seed=1, n_jobs=2)
     np.testing.assert_allclose(ci.iloc[:, 0], draws.min(), rtol=1e-10)
+
+
+def test_glmm_bootstrap_on_dask(dask_client, cbpp_models):
+    m, _ = cbpp_models
+    serial = P.bootstrap(m, nsim=4, seed=5)
+    with joblib.parallel_config(backend="dask"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_dask = P.bootstrap(m, nsim=4, seed=5, n_jobs=2)
+    pd.testing.assert_frame_equal(on_dask, serial)
