@@ -4,7 +4,7 @@ Nothing here touches R.  ``base`` holds the fields every kind shares
 (:class:`~pylmer.results.base.MixedResults`) and the display hooks; ``lmer``, ``glmer``,
 ``nlmer`` and ``glmmtmb`` the kinds' containers; ``text`` the one summary formatter (R's
 layout) and ``html`` the one notebook formatter.  A new model kind adds a module with a
-``MixedResults`` subclass answering the hooks (``_heading``, ``_coef_tests``,
+``display.DisplayedResults`` subclass answering the hooks (``_heading``, ``_coef_tests``,
 ``_html_facts``).
 """
 

@@ -12,8 +12,8 @@ own fields and answers three questions for the one text formatter
   shown, their df and p-values (:class:`CoefTests`);
 * :meth:`MixedResults._html_facts` -- the title and the key figures of the HTML view.
 
-Each kind's container also gives ``summary()`` and ``_repr_html_()`` by calling the two
-formatters (this module stays below them).
+A kind's container subclasses :class:`pylmer.results.display.DisplayedResults` (this
+base plus ``summary()`` and ``_repr_html_()``), so this module stays below the formatters.
 """
 
 from __future__ import annotations
@@ -136,11 +136,10 @@ class MixedResults:
         return "Mixed model", ml_criteria(self)
 
 
-def ml_criteria(res: MixedResults) -> dict[str, object]:
-    """AIC, BIC, logLik and deviance of a maximum-likelihood fit, as the HTML shows them."""
-    return {
-        "AIC": f"{res.aic:.1f}",
-        "BIC": f"{res.bic:.1f}",
-        "logLik": f"{res.loglik:.1f}",
-        "deviance": f"{res.deviance:.1f}",
-    }
+def ml_criteria(res: MixedResults, deviance: bool = True) -> dict[str, object]:
+    """AIC, BIC, logLik (and deviance) of a maximum-likelihood fit, as the HTML shows
+    them."""
+    shown = {"AIC": res.aic, "BIC": res.bic, "logLik": res.loglik}
+    if deviance:
+        shown["deviance"] = res.deviance
+    return {k: f"{v:.1f}" for k, v in shown.items()}

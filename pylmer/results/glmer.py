@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import CoefTests, MixedResults
-from .html import to_html
-from .text import criteria_lines, format_summary
+from .base import CoefTests, ml_criteria
+from .display import DisplayedResults
+from .text import criteria_lines
 
 __all__ = ["GlmerResults"]
 
 
 @dataclass(frozen=True, eq=False)
-class GlmerResults(MixedResults):
+class GlmerResults(DisplayedResults):
     """Every quantity lme4 reports for one ``glmer`` fit (see :class:`pylmer.GlmerModel`).
 
     The fields every kind has are described in
@@ -73,16 +73,5 @@ class GlmerResults(MixedResults):
         return CoefTests(label, stat, p_value=self.fixef["p_value"].to_numpy() if pvalues else None)
 
     def _html_facts(self) -> tuple[str, dict[str, object]]:
-        return "Generalized linear mixed model", {
-            "family": f"{self.family} ({self.link})",
-            "AIC": f"{self.aic:.1f}",
-            "BIC": f"{self.bic:.1f}",
-            "logLik": f"{self.loglik:.1f}",
-        }
-
-    def summary(self, pvalues: bool = True) -> str:
-        """Return the summary text (see :func:`pylmer.results.text.format_summary`)."""
-        return format_summary(self, pvalues)
-
-    def _repr_html_(self) -> str:
-        return to_html(self)
+        family = {"family": f"{self.family} ({self.link})"}
+        return "Generalized linear mixed model", {**family, **ml_criteria(self, deviance=False)}

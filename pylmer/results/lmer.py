@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .base import CoefTests, MixedResults, ml_criteria
-from .html import to_html
-from .text import criteria_lines, format_summary
+from .base import CoefTests, ml_criteria
+from .display import DisplayedResults
+from .text import criteria_lines
 
 __all__ = ["LmerResults"]
 
 
 @dataclass(frozen=True, eq=False)
-class LmerResults(MixedResults):
+class LmerResults(DisplayedResults):
     """Every quantity lme4 reports for one ``lmer`` fit (see :class:`pylmer.LmerModel`).
 
     Nothing here touches R: the container pickles, survives the R session, and renders
@@ -68,10 +68,3 @@ class LmerResults(MixedResults):
         if self.reml:
             return title, {"REML criterion": f"{self.reml_criterion:.1f}"}
         return title, ml_criteria(self)
-
-    def summary(self, pvalues: bool = True) -> str:
-        """Return the summary text (see :func:`pylmer.results.text.format_summary`)."""
-        return format_summary(self, pvalues)
-
-    def _repr_html_(self) -> str:
-        return to_html(self)

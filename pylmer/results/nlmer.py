@@ -7,7 +7,8 @@ from typing import ClassVar
 
 import pandas as pd
 
-from .base import MixedResults
+from .base import ml_criteria
+from .display import DisplayedResults
 from .html import to_html
 from .text import criteria_lines, format_summary
 
@@ -15,7 +16,7 @@ __all__ = ["NlmerResults", "format_nlmer_summary", "nlmer_html"]
 
 
 @dataclass(frozen=True, eq=False)
-class NlmerResults(MixedResults):
+class NlmerResults(DisplayedResults):
     """Every quantity lme4 reports for one ``nlmer`` fit (see :class:`pylmer.NlmerModel`).
 
     The fields every kind has are described in
@@ -44,18 +45,7 @@ class NlmerResults(MixedResults):
         ]
 
     def _html_facts(self) -> tuple[str, dict[str, object]]:
-        return "Nonlinear mixed model", {
-            "AIC": f"{self.aic:.1f}",
-            "BIC": f"{self.bic:.1f}",
-            "logLik": f"{self.loglik:.1f}",
-        }
-
-    def summary(self, pvalues: bool = True) -> str:
-        """Return the summary text (see :func:`pylmer.results.text.format_summary`)."""
-        return format_summary(self, pvalues)
-
-    def _repr_html_(self) -> str:
-        return to_html(self)
+        return "Nonlinear mixed model", ml_criteria(self, deviance=False)
 
 
 def format_nlmer_summary(res: NlmerResults) -> str:
