@@ -3,13 +3,14 @@
 Simulated sites (random intercepts) where 35% of observations are structural zeros. A
 Poisson GLMM (lme4's glmer) cannot produce that many zeros: it predicts far fewer zeros
 than observed. glmmTMB's zero-inflated Poisson predicts about as many as there are.
-Writes out/zero_inflated.png (observed vs expected count frequencies).
+Writes <out>/zero_inflated_zeros.png (observed vs expected count frequencies).
 
-    .venv/bin/python examples/zero_inflated.py
+    .venv/bin/python examples/zero_inflated.py [--out DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def simulate(n_sites: int = 40, per: int = 20, seed: int = 3) -> pd.DataFrame:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out", help="folder of the figure (default: out)")
+    out = Path(parser.parse_args().out)
     data = simulate()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -46,10 +50,10 @@ def main() -> None:
         [((k == 0) * pzero + (1 - pzero) * stats.poisson.pmf(k, mu_cond)).sum() for k in counts]
     )
     print(
-        f"zeros observed {observed[0]}, Poisson GLMM expects {expected_pois[0]:.1f}, "
+        f"KEY zeros observed {observed[0]}, Poisson GLMM expects {expected_pois[0]:.1f}, "
         f"zero-inflated Poisson expects {expected_zip[0]:.1f}"
     )
-    print(f"AIC: Poisson GLMM {pois.aic:.1f}, zero-inflated Poisson {zip_.aic:.1f}")
+    print(f"KEY AIC: Poisson GLMM {pois.aic:.1f}, zero-inflated Poisson {zip_.aic:.1f}")
     print(zip_.fixef_zi)
     import matplotlib
 
@@ -64,11 +68,10 @@ def main() -> None:
     ax.set_ylabel("number of observations")
     ax.set_title("Excess zeros: observed vs expected count frequencies")
     ax.legend()
-    out = Path("out")
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out / "zero_inflated.png", dpi=110)
-    print(f"wrote {out / 'zero_inflated.png'}")
+    fig.savefig(out / "zero_inflated_zeros.png", dpi=110)
+    print(f"figures: {out / 'zero_inflated_zeros.png'}")
 
 
 if __name__ == "__main__":

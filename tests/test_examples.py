@@ -51,6 +51,7 @@ CASES = {
         ["curve"],
         ["KEY power with 18 subjects", "KEY subjects for 80% power"],
     ),
+    "zero_inflated.py": ([], ["zeros"], ["KEY zeros observed", "KEY AIC"]),
     "insteval.py": (
         ["--quick"],
         ["test_residuals", "ranef_vs_r", "dept_caterpillar"],
