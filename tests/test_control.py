@@ -109,7 +109,7 @@ def test_booleans_of_methods_are_checked(sleep):
     m = _quiet_fit(SLEEP, sleep)
     for kwargs, name in (
         ({"include_random": "no"}, "include_random"),
-        ({"allow_new_levels": None}, "allow_new_levels"),
+        ({"allow_new_levels": "yes"}, "allow_new_levels"),  # None: not given (warns)
     ):
         with pytest.raises(InvalidArgumentError, match=name):
             m.predict(sleep.head(3), **kwargs)
