@@ -49,6 +49,7 @@ from .lazy import LazyTables
 __all__ = [
     "FitSpec",
     "MixedModel",
+    "check_fit_input",
     "model_labels",
     "prepare_data",
     "prepare_fit",
@@ -61,6 +62,21 @@ _M = TypeVar("_M", bound="MixedModel")
 RowValues = str | Sequence[float] | np.ndarray | pd.Series | None
 #: the control argument of a fit: an LmerControl or a dict of its fields
 ControlArg = LmerControl | Mapping[str, Any] | None
+
+
+def check_fit_input(formula: Any, data: Any, na_action: Any) -> pd.DataFrame:
+    """Check what every fit takes: a formula string, a data frame with rows (pandas, polars
+    or Arrow; returned as pandas) and ``na_action``."""
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    data = as_pandas(data)
+    if na_action not in ("omit", "error"):
+        raise InvalidArgumentError(
+            f"na_action must be 'omit' or 'error', not {na_action!r}", argument="na_action"
+        )
+    if len(data) == 0:
+        raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
+    return data
 
 
 def prepare_data(
@@ -78,15 +94,7 @@ def prepare_data(
         A formula that is not a string or does not parse; no rows; a bad ``na_action``;
         text in a numeric column of the fixed part.
     """
-    if not isinstance(formula, str):
-        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
-    data = as_pandas(data)
-    if na_action not in ("omit", "error"):
-        raise InvalidArgumentError(
-            f"na_action must be 'omit' or 'error', not {na_action!r}", argument="na_action"
-        )
-    if len(data) == 0:
-        raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
+    data = check_fit_input(formula, data, na_action)
     parse = _r.call(".pylmer_formula_parse", formula, [str(c) for c in data.columns], stacklevel=3)
     named = [v for v in extra_columns if isinstance(v, str)]
     groups = strings(parse["groups"])

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.coding import GroupCoding
-from ..data.frames import as_pandas, model_frame
-from ..errors import DataError, FormulaError, InvalidArgumentError
+from ..data.frames import model_frame
+from ..errors import InvalidArgumentError
 from ..r import session as _r
 from ..results.nlmer import NlmerResults, format_nlmer_summary, nlmer_html
-from ._base import MixedModel, strings
+from ._base import MixedModel, check_fit_input, strings
 
 __all__ = ["NlmerModel", "nlmer"]
 
@@ -159,15 +159,7 @@ def nlmer(
     >>> m.fixef["estimate"].round(1).tolist()  # doctest: +SKIP
     [192.1, 727.9, 348.1]
     """
-    if not isinstance(formula, str):
-        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
-    data = as_pandas(data)
-    if na_action not in ("omit", "error"):
-        raise InvalidArgumentError(
-            f"na_action must be 'omit' or 'error', not {na_action!r}", argument="na_action"
-        )
-    if len(data) == 0:
-        raise DataError(f"data has no rows (columns: {', '.join(map(str, data.columns))})")
+    data = check_fit_input(formula, data, na_action)
     nlpars, theta = _start(start)
     # the columns the model uses: every name of the formula that is a column
     names = set(strings(_r.call(".pylmer_nlmer_names", formula, stacklevel=2)))
