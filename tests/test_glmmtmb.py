@@ -199,3 +199,19 @@ def test_errors_name_the_argument():
     m = pylmer.glmmtmb(SAL, data, family="poisson")
     with pytest.raises(InvalidArgumentError, match="type must be one of"):
         m.predict(type="prob")
+
+
+def test_cli_fit_with_zero_inflation(tmp_path, capsys):
+    from pylmer.cli import main
+
+    csv = tmp_path / "sal.csv"
+    datasets.load("Salamanders").to_csv(csv, index=False)
+    args = ["fit", str(csv), "count ~ mined + (1 | site)", "--model", "glmmtmb"]
+    code = main([*args, "--family", "poisson", "--zi", "~ mined", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Zero-inflation model:" in out and " Family: poisson  ( log )" in out
+    fixef = pd.read_csv(tmp_path / "fixef.csv")
+    assert list(fixef["term"]) == ["(Intercept)", "minedyes"]  # CSV factors: sorted levels
+    assert main(["fit", str(csv), "count ~ mined + (1 | site)", "--zi", "~ mined"]) != 0
+    assert "--zi and --disp need --model glmmtmb" in capsys.readouterr().err
