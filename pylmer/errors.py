@@ -32,8 +32,10 @@ __all__ = [
     "RError",
     "RMessage",
     "RNotAvailableError",
+    "ROutOfMemoryError",
     "RWarning",
     "SingularFitWarning",
+    "WorkerLostError",
     "warn",
 ]
 
@@ -59,6 +61,11 @@ class PylmerError(Exception):
     """Base class of every error raised by pylmer."""
 
 
+class WorkerLostError(PylmerError, RuntimeError):
+    """A worker process of a parallel run (joblib's loky or a Dask worker) died twice; the
+    message says how much was done and lost.  The calling process's R session is fine."""
+
+
 class RNotAvailableError(PylmerError, ImportError):
     """R, rpy2 or an R package (lme4) is missing or too old."""
 
@@ -70,6 +77,11 @@ class RError(PylmerError, RuntimeError):
         super().__init__(message)
         self.r_message = message if r_message is None else r_message
         self.call = call
+
+
+class ROutOfMemoryError(RError, MemoryError):
+    """R could not allocate memory for a computation ("cannot allocate vector of size
+    ..."); nothing was fitted and the R session stays usable."""
 
 
 class FormulaError(PylmerError, ValueError):

@@ -41,6 +41,7 @@ from .errors import (
     PylmerError,
     RError,
     RWarning,
+    WorkerLostError,
     warn,
 )
 from .models._base import MixedModel
@@ -174,25 +175,66 @@ def _run(
     progress: bool | None,
     desc: str,
 ) -> list[Any]:
-    """Run ``func(*task)`` for every task with joblib (results in task order)."""
+    """Run ``func(*task)`` for every task with joblib (results in task order).
+
+    A worker process that dies (killed, out of memory, a crash in R) aborts joblib's
+    run: the tasks not yet collected are run once more, in new workers; when a worker is
+    lost again, :class:`~pylmer.errors.WorkerLostError` says how much was done and lost.
+    """
     import joblib
 
     bar = _progress_bar(int(sum(sizes)), progress, desc)
+    out: list[Any] = []
     try:
-        try:
-            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
-        except ValueError:  # a backend without generator support
-            parallel = joblib.Parallel(n_jobs=n_jobs)
-        results: Iterator[Any] | list[Any] = parallel(joblib.delayed(func)(*t) for t in tasks)
-        out = []
-        for size, result in zip(sizes, results, strict=True):
-            out.append(result)
-            if bar is not None:
-                bar.update(size)
-        return out
+        for attempt in (1, 2):
+            try:
+                try:
+                    parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+                except ValueError:  # a backend without generator support
+                    parallel = joblib.Parallel(n_jobs=n_jobs)
+                todo = tasks[len(out) :]
+                results: Iterator[Any] | list[Any] = parallel(
+                    joblib.delayed(func)(*t) for t in todo
+                )
+                for size, result in zip(sizes[len(out) :], results, strict=True):
+                    out.append(result)
+                    if bar is not None:
+                        bar.update(size)
+                return out
+            except Exception as exc:
+                if not _worker_lost(exc):
+                    raise
+                if attempt == 2:
+                    done = int(sum(sizes[: len(out)]))
+                    raise WorkerLostError(
+                        f"{desc}: a worker process died twice ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); "
+                        f"{len(out)} of {len(tasks)} chunks ({done} of {int(sum(sizes))} fits) "
+                        f"were done, {len(tasks) - len(out)} chunks "
+                        f"({int(sum(sizes)) - done} fits) were lost after one retry; nothing "
+                        "is returned.  This process's R session is unaffected.  A worker "
+                        "killed by the system is often out of memory: try a smaller n_jobs"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
     finally:
         if bar is not None:
             bar.close()
+
+
+#: exceptions (by class name) of a joblib backend that lost a worker process: loky's,
+#: and Dask's (a killed worker's tasks and scattered data are gone)
+_LOST_WORKER = {
+    "TerminatedWorkerError",
+    "BrokenProcessPool",
+    "KilledWorker",
+    "FutureCancelledError",
+    "CancelledError",
+    "CommClosedError",
+}
+
+
+def _worker_lost(exc: BaseException) -> bool:
+    return any(cls.__name__ in _LOST_WORKER for cls in type(exc).__mro__)
 
 
 def _map_task(payload: _Payload, func: Callable[[Any, Any], Any], item: Any) -> Any:

@@ -44,6 +44,7 @@ from ..errors import (
     RError,
     RMessage,
     RNotAvailableError,
+    ROutOfMemoryError,
     RWarning,
     SingularFitWarning,
     warn,
@@ -511,6 +512,15 @@ def call_with_conditions(
     if not out["ok"]:
         message = str(out["error"]).strip()
         exc_class = _ERROR_KINDS.get(str(out.get("kind", "")), RError)
+        if exc_class is RError and "cannot allocate" in message:
+            raise ROutOfMemoryError(
+                f"R ran out of memory: {message}. The model's matrices do not fit in the "
+                "memory available to R (a fixed-effect factor with many levels makes a dense "
+                "model matrix of rows x levels: make it a random effect, or use fewer rows). "
+                "Nothing was fitted; the R session is still usable",
+                r_message=message,
+                call=out.get("call"),
+            )
         if exc_class is RError:
             raise RError(f"R error: {message}", r_message=message, call=out.get("call"))
         raise exc_class(message)
@@ -522,8 +532,9 @@ def held() -> dict[str, int]:
 
     ``objects``: R objects behind live :class:`RObject` handles (fitted models);
     ``data``: data frames bound by live :class:`DataRef` s.  Both drop back once the
-    Python objects are gone (released at the next R call, or here).  Used by the soak
-    benchmark and the tests to show that nothing is left behind.
+    Python objects are gone (released at the next R call, or here).  Python's cyclic
+    garbage is collected first (a fitted model sits in a reference cycle until then).  Used
+    by the soak benchmark and the tests to show that nothing is left behind.
 
     Returns
     -------
@@ -532,6 +543,9 @@ def held() -> dict[str, int]:
     """
     if not started():
         return {"objects": 0, "data": 0}
+    import gc
+
+    gc.collect()
     with lock:
         _ensure()
         ri = _state["ri"]
