@@ -417,22 +417,30 @@ _ALIASES = {
 }
 
 
-def family_and_link(family: str, link: str | None) -> tuple[str, str]:
+def family_and_link(
+    family: Any,
+    link: str | None,
+    families: Mapping[str, tuple[str, tuple[str, ...]]] = FAMILIES,
+    aliases: Mapping[str, str] = _ALIASES,
+) -> tuple[str, str]:
     """Return R's family name and the link, or raise InvalidArgumentError naming the bad
-    one."""
+    one.  ``families`` (name -> (default link, links)) and ``aliases`` default to
+    glmer's; another model kind passes its own (glmmTMB)."""
     if not isinstance(family, str):
         raise InvalidArgumentError(
-            f"family must be a string such as 'binomial', not {family!r}", argument="family"
+            f"family must be a string such as {next(iter(families))!r}, not {family!r}",
+            argument="family",
         )
-    name = family if family in FAMILIES else _ALIASES.get(family.strip().lower())
-    if name is None and family.strip().lower() in FAMILIES:
+    name = family if family in families else aliases.get(family.strip().lower())
+    if name is None and family.strip().lower() in families:
         name = family.strip().lower()
     if name is None:
-        hint = " (a Gaussian GLMM with identity link is pylmer.lmer)" if "gauss" in family else ""
+        gauss = "gauss" in family and "gaussian" not in families
+        hint = " (a Gaussian GLMM with identity link is pylmer.lmer)" if gauss else ""
         raise InvalidArgumentError(
-            f"unknown family {family!r}; known: {', '.join(FAMILIES)}{hint}", argument="family"
+            f"unknown family {family!r}; known: {', '.join(families)}{hint}", argument="family"
         )
-    default, links = FAMILIES[name]
+    default, links = families[name]
     if link is None:
         return name, default
     if link not in links:

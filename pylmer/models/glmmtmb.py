@@ -23,6 +23,7 @@ from ..errors import InvalidArgumentError, RError
 from ..r import session as _r
 from ..results.glmmtmb import GlmmTMBResults, format_glmmtmb_summary, glmmtmb_html
 from ._base import MixedModel, prepare_data, row_values, strings
+from .control import family_and_link
 
 __all__ = ["FAMILIES", "GlmmTMBModel", "glmmtmb"]
 
@@ -47,25 +48,8 @@ _TYPES = ("response", "link", "conditional", "zprob", "zlink", "disp")
 
 
 def _family(family: Any, link: str | None) -> tuple[str, str]:
-    if not isinstance(family, str):
-        raise InvalidArgumentError(
-            f"family must be a string such as 'nbinom2', not {family!r}", argument="family"
-        )
-    name = family if family in FAMILIES else _ALIASES.get(family.strip())
-    if name is None:
-        raise InvalidArgumentError(
-            f"unknown family {family!r}; known: {', '.join(FAMILIES)}", argument="family"
-        )
-    default, links = FAMILIES[name]
-    if link is None:
-        return name, default
-    if link not in links:
-        raise InvalidArgumentError(
-            f"link {link!r} is not available for the {name} family; available: "
-            f"{', '.join(map(repr, links))}",
-            argument="link",
-        )
-    return name, link
+    """glmmTMB's family name and link (checked as glmer's, with glmmTMB's families)."""
+    return family_and_link(family, link, FAMILIES, _ALIASES)
 
 
 def _side_formula(name: str, value: str | None) -> str | None:
