@@ -739,6 +739,29 @@ def _template_response(Y: np.ndarray) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(Y.shape[0])
 
 
+def _response_columns(data: pd.DataFrame, responses: Any) -> list[Any]:
+    """Check :func:`lmer_many`'s ``responses``: distinct numeric columns of ``data``."""
+    if isinstance(responses, str) or not isinstance(responses, Sequence | pd.Index):
+        raise DataError("responses must be a list of column names")
+    responses = list(responses)
+    if not responses:
+        raise DataError("responses is empty")
+    missing = [r for r in responses if r not in data.columns]
+    if missing:
+        raise DataError(f"response column(s) not in data: {', '.join(map(repr, missing[:10]))}")
+    dupes = sorted({str(r) for r in responses if responses.count(r) > 1})
+    if dupes:
+        raise DataError(f"response(s) listed twice: {', '.join(map(repr, dupes[:10]))}")
+    bad = [
+        c
+        for c in responses
+        if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c])
+    ]
+    if bad:
+        raise DataError(f"response column(s) not numeric: {', '.join(map(repr, bad[:10]))}")
+    return responses
+
+
 def lmer_many(
     formula: str,
     data: pd.DataFrame,
@@ -807,25 +830,8 @@ def lmer_many(
         raise FormulaError(f"formula must be a string like '~ x + (1 | g)', not {formula!r}")
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    if isinstance(responses, str) or not isinstance(responses, Sequence | pd.Index):
-        raise DataError("responses must be a list of column names")
-    responses = list(responses)
-    if not responses:
-        raise DataError("responses is empty")
-    missing = [r for r in responses if r not in data.columns]
-    if missing:
-        raise DataError(f"response column(s) not in data: {', '.join(map(repr, missing[:10]))}")
-    dupes = sorted({str(r) for r in responses if responses.count(r) > 1})
-    if dupes:
-        raise DataError(f"response(s) listed twice: {', '.join(map(repr, dupes[:10]))}")
+    responses = _response_columns(data, responses)
     frame = data[responses]
-    bad = [
-        c
-        for c in responses
-        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
-    ]
-    if bad:
-        raise DataError(f"response column(s) not numeric: {', '.join(map(repr, bad[:10]))}")
     rhs = formula.split("~", 1)[1].strip()
     if not rhs:
         raise FormulaError(f"the formula {formula!r} has no right-hand side")
