@@ -55,6 +55,13 @@ class MixedModelEstimator(BaseEstimator):
     Subclasses implement :meth:`_fit_model` (``data`` -> fitted model) and may override
     :meth:`_response` (how ``y`` becomes the response column, and the fitted attributes
     that encoding gives, such as ``classes_``).
+
+    Attributes
+    ----------
+    model_ : LmerModel or GlmerModel
+        The fitted model.
+    feature_names_in_ : numpy.ndarray
+        Columns of the DataFrame seen in :meth:`fit`; ``n_features_in_`` their number.
     """
 
     formula: str
@@ -117,9 +124,10 @@ class MixedModelEstimator(BaseEstimator):
         X : DataFrame
             Every column the formula names (grouping factors included); pandas, polars
             or a pyarrow Table.
-        y : array-like, optional
-            The response, written into the formula's response column; None when that
-            column is in ``X``.
+        y : array-like of shape (n,), optional
+            The response, written into the formula's response column (for
+            :class:`GlmerClassifier`, two distinct labels); None when that column is in
+            ``X``.
 
         Returns
         -------
@@ -205,11 +213,8 @@ class LmerRegressor(_MixedRegressor):
     Attributes
     ----------
     model_ : LmerModel
-        The fitted model.
-    feature_names_in_ : numpy.ndarray
-        Columns of the DataFrame seen in :meth:`fit`.
-    n_features_in_ : int
-        Their number.
+        The fitted lmer model; ``feature_names_in_`` and ``n_features_in_`` as for every
+        wrapper (:class:`MixedModelEstimator`).
 
     Notes
     -----
@@ -243,7 +248,38 @@ class LmerRegressor(_MixedRegressor):
         return lmer(self.formula, data, reml=self.reml, control=self.control)
 
 
-class GlmerRegressor(_MixedRegressor):
+class _GlmerEstimator(MixedModelEstimator):
+    """The glmer wrappers' options and fit; a subclass names its family
+    (:meth:`_glmer_family`)."""
+
+    def __init__(
+        self,
+        formula: str = "",
+        *,
+        link: str | None = None,
+        nagq: int = 1,
+        control: LmerControl | Mapping[str, Any] | None = None,
+    ):
+        self.formula = formula
+        self.link = link
+        self.nagq = nagq
+        self.control = control
+
+    def _glmer_family(self) -> str:
+        raise NotImplementedError
+
+    def _fit_model(self, data: pd.DataFrame) -> GlmerModel:
+        return glmer(
+            self.formula,
+            data,
+            self._glmer_family(),
+            link=self.link,
+            nagq=self.nagq,
+            control=self.control,
+        )
+
+
+class GlmerRegressor(_MixedRegressor, _GlmerEstimator):
     """A count (or positive) GLMM (lme4's ``glmer``) as a scikit-learn regressor.
 
     Parameters
@@ -256,18 +292,16 @@ class GlmerRegressor(_MixedRegressor):
     link : str, optional
         The link (default: the family's canonical one).
     nagq : int, default=1
-        Quadrature points (1: Laplace approximation).
+        Adaptive Gauss-Hermite quadrature points of glmer (1 is the Laplace
+        approximation).
     control : LmerControl or dict, optional
         glmerControl options.
 
     Attributes
     ----------
     model_ : GlmerModel
-        The fitted model.
-    feature_names_in_ : numpy.ndarray
-        Columns of the DataFrame seen in :meth:`fit`.
-    n_features_in_ : int
-        Their number.
+        The fitted glmer model; ``feature_names_in_`` and ``n_features_in_`` as for every
+        wrapper.
 
     Notes
     -----
@@ -294,19 +328,14 @@ class GlmerRegressor(_MixedRegressor):
         nagq: int = 1,
         control: LmerControl | Mapping[str, Any] | None = None,
     ):
-        self.formula = formula
+        super().__init__(formula, link=link, nagq=nagq, control=control)
         self.family = family
-        self.link = link
-        self.nagq = nagq
-        self.control = control
 
-    def _fit_model(self, data: pd.DataFrame) -> GlmerModel:
-        return glmer(
-            self.formula, data, self.family, link=self.link, nagq=self.nagq, control=self.control
-        )
+    def _glmer_family(self) -> str:
+        return self.family
 
 
-class GlmerClassifier(ClassifierMixin, MixedModelEstimator):
+class GlmerClassifier(ClassifierMixin, _GlmerEstimator):
     """Binomial GLMM (lme4's ``glmer``) with the scikit-learn classifier interface.
 
     Parameters
@@ -326,11 +355,8 @@ class GlmerClassifier(ClassifierMixin, MixedModelEstimator):
     classes_ : numpy.ndarray
         The two labels, sorted; the model gives the probability of ``classes_[1]``.
     model_ : GlmerModel
-        The fitted model.
-    feature_names_in_ : numpy.ndarray
-        Columns of the DataFrame seen in :meth:`fit`.
-    n_features_in_ : int
-        Their number.
+        The fitted binomial glmer model (``feature_names_in_``, ``n_features_in_``: see
+        :class:`MixedModelEstimator`).
 
     Notes
     -----
@@ -350,23 +376,8 @@ class GlmerClassifier(ClassifierMixin, MixedModelEstimator):
     array(['N', 'Y'], dtype=object)
     """
 
-    def __init__(
-        self,
-        formula: str = "",
-        *,
-        link: str | None = None,
-        nagq: int = 1,
-        control: LmerControl | Mapping[str, Any] | None = None,
-    ):
-        self.formula = formula
-        self.link = link
-        self.nagq = nagq
-        self.control = control
-
-    def _fit_model(self, data: pd.DataFrame) -> GlmerModel:
-        return glmer(
-            self.formula, data, "binomial", link=self.link, nagq=self.nagq, control=self.control
-        )
+    def _glmer_family(self) -> str:
+        return "binomial"
 
     def _data(self, X: pd.DataFrame, y: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
         """The labels (``y``, or the response column of ``X``) encoded as 0/1."""
@@ -392,29 +403,9 @@ class GlmerClassifier(ClassifierMixin, MixedModelEstimator):
             )
         return (labels.to_numpy() == classes[1]).astype(float), {"classes_": classes}
 
-    def fit(self, X: Any, y: Any = None) -> GlmerClassifier:
-        """Fit the model on ``X`` and the labels ``y`` (or ``X``'s response column).
-
-        Parameters
-        ----------
-        X : DataFrame
-            Every column the formula names; pandas, polars or a pyarrow Table.
-        y : array-like of shape (n,), optional
-            Two distinct labels; None takes the response column of ``X``.
-
-        Returns
-        -------
-        self
-        """
-        return super().fit(X, y)
-
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Return an ``(n, 2)`` array: probabilities of ``classes_[0]`` and ``classes_[1]``.
-
-        Parameters
-        ----------
-        X : DataFrame
-            The formula's columns.
+        """Return the probabilities of ``classes_[0]`` and ``classes_[1]`` for each row of
+        ``X`` (the formula's columns), random effects included.
 
         Returns
         -------
@@ -424,12 +415,8 @@ class GlmerClassifier(ClassifierMixin, MixedModelEstimator):
         return np.column_stack([1.0 - p, p])
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Return the linear predictor (link scale, random effects included).
-
-        Parameters
-        ----------
-        X : DataFrame
-            The formula's columns.
+        """Return the linear predictor of each row of ``X`` (the formula's columns): the
+        log-odds of ``classes_[1]`` for the logit link, random effects included.
 
         Returns
         -------
@@ -438,16 +425,13 @@ class GlmerClassifier(ClassifierMixin, MixedModelEstimator):
         return self._predict(X, type="link")
 
     def predict(self, X: Any) -> np.ndarray:
-        """Return the more probable label of each row (``classes_[1]`` when p > 0.5).
-
-        Parameters
-        ----------
-        X : DataFrame
-            The formula's columns.
+        """Return the more probable label of each row of ``X`` (the formula's columns):
+        ``classes_[1]`` when its probability is above 0.5.
 
         Returns
         -------
         ndarray of shape (n,)
+            Labels from ``classes_``.
         """
         p = self._predict(X)  # before classes_: an unfitted model raises NotFittedError
         return self.classes_[(p > 0.5).astype(int)]

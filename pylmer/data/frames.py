@@ -46,11 +46,10 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
 
 
 def type_name(obj: Any) -> str:
-    """The type of ``obj`` as a user writes it: ``polars.DataFrame``, ``numpy.ndarray``,
-    ``list`` (top-level package and class, not the defining submodule)."""
-    module = type(obj).__module__.split(".")[0]
-    name = type(obj).__qualname__
-    return name if module == "builtins" else f"{module}.{name}"
+    """The full type of ``obj`` as a user writes it: ``polars.DataFrame``,
+    ``numpy.ndarray``, ``builtins.list`` (top-level package and class, not the defining
+    submodule such as ``polars.dataframe.frame``)."""
+    return f"{type(obj).__module__.split('.')[0]}.{type(obj).__qualname__}"
 
 
 def model_frame(data: pd.DataFrame, columns: Iterable[str], what: str = "data") -> pd.DataFrame:

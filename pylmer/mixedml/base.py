@@ -44,7 +44,7 @@ from ..errors import (
     warn,
 )
 from . import engine
-from .lme4_step import ResidualModel
+from .lme4_step import LoopData, ResidualModel
 from .threads import estimator_threads, r_blas_single_threaded
 
 __all__ = ["RESIDUALS", "FittedPart", "MixedMLBase", "RandomPart", "check_frame", "outcome"]
@@ -84,17 +84,7 @@ class RandomPart(Protocol):
         """Refuse an estimator the family cannot use (InvalidArgumentError)."""
         ...
 
-    def steps(
-        self,
-        estimator: Any,
-        X: pd.DataFrame,
-        frame: pd.DataFrame,
-        Y: np.ndarray,
-        spec: ResidualModel,
-        *,
-        residuals: str,
-        cv: int,
-    ) -> tuple[engine.EstimatorStep, list[Any]]:
+    def steps(self, loop: LoopData) -> tuple[engine.EstimatorStep, list[Any]]:
         """The fixed step and one random-effects step per target."""
         ...
 
@@ -251,6 +241,9 @@ class MixedMLBase(MetaEstimatorMixin, BaseEstimator):
     def _progress_bar(self) -> Any:
         return None
 
+    def _after_fit(self, X: pd.DataFrame, Y: np.ndarray) -> None:
+        """Work on the fitted model (its attributes set), e.g. a calibration."""
+
     # ------------------------------------------------------------------ checks
 
     def _check_params(self) -> None:
@@ -296,7 +289,7 @@ class MixedMLBase(MetaEstimatorMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
 
     def fit(self, X: Any, y: Any) -> MixedMLBase:
-        """Run the EM loop.
+        """Run the EM loop (its history in ``history_``; its last state is the fit).
 
         Parameters
         ----------
@@ -304,11 +297,24 @@ class MixedMLBase(MetaEstimatorMixin, BaseEstimator):
             Features, random-effects covariates and grouping columns (pandas, polars or
             a pyarrow Table).
         y : array-like
-            The target (see the subclass).
+            :class:`~pylmer.MixedMLRegressor`: numbers of shape ``(n,)`` or ``(n, k)``
+            (several targets), counts for ``family="poisson"``;
+            :class:`~pylmer.MixedMLClassifier`: two classes (0/1, booleans or two
+            labels), shape ``(n,)``.  No missing values.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        DataError
+            ``X`` lacks a column or is not a DataFrame, ``y`` does not have one value per
+            row, holds missing values or values outside the family's domain (named with
+            its column), a feature is not numeric.
+        InvalidArgumentError
+            A parameter is out of its range (named), or the estimator of a binary or
+            count model is a classifier.
         """
         self._forget()
         self._check_params()
@@ -346,9 +352,8 @@ class MixedMLBase(MetaEstimatorMixin, BaseEstimator):
 
         try:
             with r_blas_single_threaded():
-                fixed_step, re_steps = family.steps(
-                    est, X[features], frame, Y, spec, residuals=residuals, cv=int(self.cv)
-                )
+                loop = LoopData(est, X[features], frame, Y, spec, residuals, int(self.cv))
+                fixed_step, re_steps = family.steps(loop)
                 result = engine.run(
                     Y,
                     fixed_step,
@@ -392,6 +397,7 @@ class MixedMLBase(MetaEstimatorMixin, BaseEstimator):
         for name, value in attributes.items():
             setattr(self, name, value)
         self._warn_fit(fitted.singular, len(Y))
+        self._after_fit(X, Y)
         return self
 
     def _history_row(

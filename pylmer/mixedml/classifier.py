@@ -168,31 +168,6 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
         classes, codes = self._labels(y, n)
         return codes.astype(float)[:, None], {"classes_": classes}
 
-    def fit(self, X: pd.DataFrame, y: Any) -> MixedMLClassifier:
-        """Run the EM loop.
-
-        Parameters
-        ----------
-        X : DataFrame
-            Features, random-effects covariates and grouping columns (pandas, polars or
-            a pyarrow Table).
-        y : array-like of shape (n,)
-            Two classes (0/1, booleans or two labels); no missing values.
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        DataError
-            ``y`` does not hold exactly two classes (named with its column), has missing
-            values or not one label per row; ``X`` lacks a column.
-        InvalidArgumentError
-            The estimator is a classifier, or a parameter is out of its range.
-        """
-        return super().fit(X, y)
-
     @staticmethod
     def _labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         what = column_name(y)
@@ -244,14 +219,9 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
         return out
 
     def decision_function(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
-        """The linear predictor: log-odds of ``classes_[1]``, given the random effects.
-
-        Parameters
-        ----------
-        X : DataFrame
-            Same columns as in :meth:`fit`.
-        y : array-like, optional
-            Observed labels, as in :meth:`predict_proba`.
+        """The linear predictor of each row of ``X`` (the columns of :meth:`fit`): the
+        log-odds of ``classes_[1]`` given the random effects, updated from the observed
+        labels ``y`` as in :meth:`predict_proba`.
 
         Returns
         -------
@@ -285,14 +255,8 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
-        """The more probable class (probability of ``classes_[1]`` above 0.5).
-
-        Parameters
-        ----------
-        X : DataFrame
-            Same columns as in :meth:`fit`.
-        y : array-like, optional
-            Observed labels, as in :meth:`predict_proba`.
+        """The more probable class of each row of ``X`` (``classes_[1]`` when its
+        probability is above 0.5); ``y``: observed labels, as in :meth:`predict_proba`.
 
         Returns
         -------

@@ -245,39 +245,14 @@ class MixedMLRegressor(RegressorMixin, MixedMLBase):
             return None
         return tqdm(total=self.max_iter, desc="MixedML", unit="iter")
 
-    def fit(self, X: pd.DataFrame, y: Any) -> MixedMLRegressor:
-        """Run the EM loop.
-
-        Parameters
-        ----------
-        X : DataFrame
-            Features, random-effects covariates and grouping columns (pandas, polars or
-            a pyarrow Table).
-        y : array-like of shape (n,) or (n, k)
-            Target(s); no missing values.  Counts for ``family="poisson"``.
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        DataError
-            ``X`` lacks a column, ``y`` does not have one value per row or holds
-            missing values, a feature is not numeric.
-        InvalidArgumentError
-            A parameter is out of its range (named).
-        """
-        super().fit(X, y)
+    def _after_fit(self, X: pd.DataFrame, Y: np.ndarray) -> None:
         if self.family_ == "gaussian" and self.n_targets_ == 1:
             # honest residual variance and the intervals' calibration (pylmer.mixedml.intervals)
             from .intervals import calibrate
             from .variance import replace_residual
 
-            X = check_frame(X)
-            self.calibration_ = calibrate(self, X, outcome(y, len(X))[:, 0])
+            self.calibration_ = calibrate(self, X, Y[:, 0])
             self.varcorr_ = replace_residual(self.varcorr_, self.calibration_.sigma2)
-        return self
 
     def predict(
         self,

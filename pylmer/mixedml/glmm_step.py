@@ -63,7 +63,7 @@ from sklearn.utils.validation import has_fit_parameter
 from ..errors import InvalidArgumentError
 from ..r import session as _r
 from .engine import EstimatorStep, REFit, _Lazy
-from .lme4_step import ResidualModel, fitted_terms, original_index
+from .lme4_step import LoopData, ResidualModel, fitted_terms, original_index, with_rows
 
 __all__ = [
     "FAMILIES",
@@ -267,28 +267,10 @@ def empirical_bayes_glmm(
     offset: np.ndarray,
     target: pd.DataFrame,
 ) -> np.ndarray:
-    """Random-effects contribution ``Z b`` (link scale) on ``target`` given outcomes.
-
-    Parameters
-    ----------
-    model : ResidualModel
-        The parsed random part.
-    terms : dict
-        ``keys`` and ``theta`` of the fitted model (``.mixedml_glmm_terms``).
-    family : str
-        ``"binomial"`` or ``"poisson"``.
-    observed : DataFrame
-        Random-part columns (grouping columns encoded) of the rows with an outcome.
-    y : ndarray
-        Their outcomes.
-    offset : ndarray
-        Their fixed part ``f(X) + X_r gamma``.
-    target : DataFrame
-        The rows to predict (same columns).
-
-    Returns
-    -------
-    ndarray of shape (len(target),)
+    """Random-effects contribution ``Z b`` (link scale) on ``target`` given outcomes:
+    :func:`pylmer.mixedml.lme4_step.empirical_bayes` for a glmer fit of ``family``
+    (``terms`` from ``.mixedml_glmm_terms``), where the observed rows carry their outcomes
+    ``y`` and their fixed part ``offset`` (``f(X) + X_r gamma``) instead of residuals.
     """
     out = _r.call(
         ".mixedml_glmm_eb",
@@ -344,26 +326,16 @@ class GlmmPart:
                 argument="estimator",
             )
 
-    def steps(
-        self,
-        estimator: Any,
-        X: pd.DataFrame,
-        frame: pd.DataFrame,
-        Y: np.ndarray,
-        spec: ResidualModel,
-        *,
-        residuals: str,
-        cv: int,
-    ) -> tuple[EstimatorStep, list[GlmmStep]]:
+    def steps(self, loop: LoopData) -> tuple[EstimatorStep, list[GlmmStep]]:
         """The weighted estimator step and the glmer step."""
-        step = GlmmStep(_r.bind(frame), Y[:, 0], spec, self.family, nagq=self.nagq)
+        step = GlmmStep(_r.bind(loop.frame), loop.Y[:, 0], loop.spec, self.family, self.nagq)
         fixed = WeightedEstimatorStep(
-            estimator,
-            X,
+            loop.estimator,
+            loop.X,
             weights=lambda: step.weights,
-            residuals=residuals,
-            groups=frame[spec.groups[0]].cat.codes,
-            cv=cv,
+            residuals=loop.residuals,
+            groups=loop.groups,
+            cv=loop.cv,
         )
         return fixed, [step]
 
@@ -478,9 +450,7 @@ class FittedGlmm:
         if Y is not None:
             rows = np.isfinite(Y[:, 0]) & grouped
             if rows.any():
-                observed = pd.concat([observed, target.loc[rows]], ignore_index=True).astype(
-                    {g: "object" for g in self.spec.groups}
-                )
+                observed = with_rows(observed, target.loc[rows], self.spec.groups)
                 yo = np.r_[yo, Y[rows, 0]]
                 offset = np.r_[offset, (fixed + xg)[rows]]
         zb = empirical_bayes_glmm(self.spec, self.terms, self.family, observed, yo, offset, target)

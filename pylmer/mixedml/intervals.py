@@ -48,14 +48,13 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, DataWarning, InvalidArgumentError
+from ..errors import DataError, DataWarning, InvalidArgumentError, warn
 
 __all__ = ["Calibration", "calibrate", "predict_interval", "re_variance"]
 
@@ -313,11 +312,10 @@ def predict_interval(
     q_new = _conformal(cal.scores_new, level)
     if not (math.isfinite(q_known) and math.isfinite(q_new)):
         n = min(len(cal.scores_known), len(cal.scores_new))
-        warnings.warn(
+        warn(
             f"level={level} cannot be calibrated with {n} training rows (the conformal "
             f"quantile needs level <= n/(n+1) = {n / (n + 1):.4f}): the bounds are infinite",
             DataWarning,
-            stacklevel=3,
         )
     q = np.where(known, q_known, q_new)
     if interval == "prediction":

@@ -24,9 +24,11 @@ __all__ = [
     "FittedGaussian",
     "GaussianPart",
     "LmerStep",
+    "LoopData",
     "ResidualModel",
     "empirical_bayes",
     "original_index",
+    "with_rows",
 ]
 
 
@@ -82,6 +84,42 @@ class ResidualModel:
             ],
             factors={str(k): [str(v) for v in np.atleast_1d(c)] for k, c in factors.items()},
         )
+
+
+@dataclass(frozen=True)
+class LoopData:
+    """What a random-effects family needs to build the two steps of the loop.
+
+    Attributes
+    ----------
+    estimator : regressor
+        The (unfitted) estimator of the fixed part.
+    X : DataFrame
+        Its features.
+    frame : DataFrame
+        The random part's columns, grouping columns encoded.
+    Y : ndarray of shape (n, k)
+        The target(s), encoded.
+    spec : ResidualModel
+        The parsed random part.
+    residuals : {"in_sample", "oof", "oob"}
+        Which fixed-part predictions the random-effects step sees.
+    cv : int
+        Folds for ``"oof"``.
+    """
+
+    estimator: Any
+    X: pd.DataFrame
+    frame: pd.DataFrame
+    Y: np.ndarray
+    spec: ResidualModel
+    residuals: str
+    cv: int
+
+    @property
+    def groups(self) -> pd.Series:
+        """Fold labels for ``"oof"``: the codes of the first grouping column."""
+        return self.frame[self.spec.groups[0]].cat.codes
 
 
 class LmerStep:
@@ -176,6 +214,12 @@ def empirical_bayes(
     return np.atleast_1d(np.asarray(out, dtype=float))
 
 
+def with_rows(observed: pd.DataFrame, new: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """The training rows' random-part columns followed by observed new rows (their
+    grouping columns as plain values: the two frames' levels differ)."""
+    return pd.concat([observed, new], ignore_index=True).astype(dict.fromkeys(groups, "object"))
+
+
 def original_index(
     tables: dict[str, pd.DataFrame], coding: Any, model: ResidualModel
 ) -> dict[str, pd.DataFrame]:
@@ -206,30 +250,21 @@ class GaussianPart:
     def check_estimator(self, estimator: Any) -> None:
         """Any regressor will do."""
 
-    def steps(
-        self,
-        estimator: Any,
-        X: pd.DataFrame,
-        frame: pd.DataFrame,
-        Y: np.ndarray,
-        spec: ResidualModel,
-        *,
-        residuals: str,
-        cv: int,
-    ) -> tuple[EstimatorStep, list[LmerStep]]:
+    def steps(self, loop: LoopData) -> tuple[EstimatorStep, list[LmerStep]]:
         """The estimator step and one :class:`LmerStep` per target."""
         from .threads import estimator_threads
 
-        data = _r.bind(frame)
         fixed = EstimatorStep(
-            estimator,
-            X,
-            residuals=residuals,
-            groups=frame[spec.groups[0]].cat.codes,
-            cv=cv,
+            loop.estimator,
+            loop.X,
+            residuals=loop.residuals,
+            groups=loop.groups,
+            cv=loop.cv,
             context=estimator_threads,
         )
-        return fixed, [LmerStep(data, Y[:, j], spec, self.reml) for j in range(Y.shape[1])]
+        data = _r.bind(loop.frame)
+        targets = range(loop.Y.shape[1])
+        return fixed, [LmerStep(data, loop.Y[:, j], loop.spec, self.reml) for j in targets]
 
     def history(self, state: EMState, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, float]]:
         """Log-likelihood, sigma and variances per target (``[j]`` with several); train MSE."""
@@ -331,9 +366,7 @@ class FittedGaussian:
             if Y is not None:
                 rows = np.isfinite(Y[:, j]) & grouped
                 if rows.any():
-                    observed = pd.concat([observed, target.loc[rows]], ignore_index=True).astype(
-                        {g: "object" for g in self.spec.groups}
-                    )
+                    observed = with_rows(observed, target.loc[rows], self.spec.groups)
                     resid = np.r_[resid, (Y[:, j] - fixed[:, j] - xg)[rows]]
             zb = empirical_bayes(self.spec, self.terms[j], observed, resid, target)
             out[:, j] = fixed[:, j] + xg + zb
