@@ -277,9 +277,13 @@ for name, op in ops.items():
     except KeyboardInterrupt:
         outcome = "KeyboardInterrupt"
     except BaseException as exc:
-        outcome = f"{type(exc).__name__}: {exc}"
-    timer.join()
+        outcome = f"{type(exc).__name__}: {exc}"[:300]
     seconds = time.perf_counter() - start
+    timer.cancel()
+    try:
+        time.sleep(3)  # a signal sent after the operation ended lands here
+    except KeyboardInterrupt:
+        outcome += " (then KeyboardInterrupt after the end)"
     try:
         check_is_fitted(est)
         fitted = True
@@ -313,3 +317,46 @@ def test_ctrl_c_during_each_long_operation():
         assert row["same_after"] and row["held"], (name, row)
         assert not row["mixedml_fitted"], (name, row)
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ load
+
+
+def test_four_threads_of_ten_fits_equal_serial_fits(sleep):
+    """The small version of bench/load.py: 4 threads x 10 fits (each a distinct response,
+    with a predict and, every 5th, a glmer fit), all equal to the same fits run serially;
+    nothing left held in R."""
+    cbpp = pylmer.datasets.load("cbpp")
+    glmer_formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+    def one(k: int) -> np.ndarray:
+        data = sleep.assign(Reaction=sleep["Reaction"] + np.random.default_rng(k).normal(0, 5, 180))
+        m = pylmer.lmer(FORMULA, data)
+        out = [m.fixef_wald["estimate"].to_numpy(), m.theta, [m.sigma], m.predict(sleep.head(5))]
+        if k % 5 == 0:
+            out.append(pylmer.glmer(glmer_formula, cbpp, family="binomial").theta)
+        return np.concatenate([np.asarray(v, dtype=float) for v in out])
+
+    keys = list(range(40))
+    held = _r.held()
+    serial = {k: one(k) for k in keys}
+    barrier = threading.Barrier(4)
+
+    def work(chunk: list[int]) -> dict[int, np.ndarray]:
+        barrier.wait()
+        return {k: one(k) for k in chunk}
+
+    threaded: dict[int, np.ndarray] = {}
+    pool = [
+        threading.Thread(target=lambda c=c: threaded.update(work(c)))
+        for c in (keys[i::4] for i in range(4))
+    ]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in pool), "a thread is stuck (deadlock?)"
+    assert set(threaded) == set(keys)
+    for k in keys:
+        np.testing.assert_allclose(threaded[k], serial[k], rtol=1e-10, err_msg=str(k))
+    assert _r.held() == held
