@@ -408,7 +408,7 @@ def power(
     seed = _check_seed(seed)
     args = _param_args(model, effect, theta, sigma)
     handle = model._mermod()
-    _r.call(".pylmer_power_prepare", handle, test, "satterthwaite")  # checks `test`
+    _r.call(".pylmer_power_prepare", handle, test, method)  # checks `test` here, not in a worker
     Y, params = _simulate(model, handle, nsim, seed, args)
     results = _run_designs(model, [(None, Y)], test, method, n_jobs, progress)
     return _result(results[0], nsim, test, method, alpha, params)
@@ -548,7 +548,7 @@ def power_curve(
             argument="model",
         )
     handle = model._mermod()
-    _r.call(".pylmer_power_prepare", handle, test, "satterthwaite")  # checks `test`
+    _r.call(".pylmer_power_prepare", handle, test, method)  # checks `test` here, not in a worker
     # the parameters of the original model, with the overrides
     base = _r.call(".pylmer_power_params", handle, **args)
     params = {"beta": dict(pd.Series(base["beta"], dtype=float))}

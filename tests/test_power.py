@@ -141,6 +141,8 @@ def test_bad_arguments(model):
         pylmer.power(model, "Days", effect={"Dayz": 1.0}, nsim=2)
     with pytest.raises(InvalidArgumentError, match="method"):
         pylmer.power(model, "Days", method="z", nsim=2)
+    with pytest.raises(InvalidArgumentError, match="likelihood-ratio test drops a term"):
+        pylmer.power(model, "(Intercept)", method="lrt", nsim=2)
     with pytest.raises(InvalidArgumentError, match="theta must have 3"):
         pylmer.power(model, "Days", theta=[1.0], nsim=2)
     with pytest.raises(InvalidArgumentError, match="along"):
