@@ -245,7 +245,7 @@ rng = np.random.default_rng(0)
 Y = pd.DataFrame({f"y{j}": sleep["Reaction"] + rng.normal(0, 10, 180) for j in range(4000)})
 data = pd.concat([sleep, Y], axis=1)
 est = pylmer.MixedMLRegressor(Ridge(), random_effects="(Days | Subject)", max_iter=100000,
-                              tol=0.0, accelerate=False)
+                              tol=1e-300, accelerate=False)
 ops = {
     "fit": lambda: pylmer.lmer("y ~ x + (1 + x | a) + (1 + x | b)", big),
     "bootstrap": lambda: pylmer.bootstrap(m, nsim=20000, seed=2),
