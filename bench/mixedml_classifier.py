@@ -219,7 +219,8 @@ def main() -> None:
         rows.append(row)
         print(
             f"{name:<42} log-loss {row['log_loss']:.4f}  AUC {row['auc']:.4f}  "
-            f"{wall:7.1f} s  {row['iterations']}",
+            f"Brier {row['brier']:.4f}  ECE {row['ece']:.4f}  {wall:7.1f} s  "
+            f"{row['iterations']}",
             flush=True,
         )
     oracle = log_loss(y, test["p_true"])
