@@ -120,7 +120,8 @@ def test_equal_to_plain_r(fits, case):
     small = pylmer.glmmtmb(SMALLER[case], data, **kwargs)
     table = small.anova(m)
     close(table["Chisq"].iloc[1], ref["anova"]["chisq"], "anova chisq")
-    close(table["p_value"].iloc[1], ref["anova"]["p"], "anova p")
+    close(table["Pr(>Chisq)"].iloc[1], ref["anova"]["p"], "anova p")
+    assert list(table.index) == [SMALLER[case], CASES[case][1]]
     if emm is not None:
         em = m.emmeans(emm)
         assert [str(v) for v in em[emm]] == list(ref["emmeans"]["level"])

@@ -22,7 +22,7 @@ from ..data.coding import GroupCoding
 from ..errors import InvalidArgumentError, RError
 from ..r import session as _r
 from ..results.glmmtmb import GlmmTMBResults, format_glmmtmb_summary, glmmtmb_html
-from ._base import MixedModel, prepare_data, row_values, strings
+from ._base import MixedModel, model_labels, prepare_data, row_values, strings
 from .control import family_and_link
 
 __all__ = ["FAMILIES", "GlmmTMBModel", "glmmtmb"]
@@ -418,10 +418,10 @@ class GlmmTMBModel(MixedModel):
             stacklevel=2,
         )
 
-    def anova(self, *others: GlmmTMBModel) -> pd.DataFrame:
+    def anova(self, *others: GlmmTMBModel, names: Sequence[str] | None = None) -> pd.DataFrame:
         """Likelihood-ratio tests against other glmmTMB fits of the same data
-        (glmmTMB's ``anova``); rows ``model1``, ``model2``, ... in the order given
-        (``self`` first).
+        (glmmTMB's ``anova``), as :func:`pylmer.anova` lays them out: R's columns, rows
+        named by the models' formulas (or ``names``), ``self`` first.
 
         Examples
         --------
@@ -441,9 +441,11 @@ class GlmmTMBModel(MixedModel):
                     f"({self.nobs} vs {m.nobs})",
                     argument="others",
                 )
-        labels = [f"model{i + 1}" for i in range(len(models))]
-        table = _r.call(".pylmer_tmb_anova", [m._mermod() for m in models], labels, stacklevel=2)
-        return table.rename(columns={"Chi Df": "df_chisq", "Pr(>Chisq)": "p_value"})
+        labels = model_labels(models, names)
+        keys = [f"m{i}" for i in range(len(models))]
+        table = _r.call(".pylmer_tmb_anova", [m._mermod() for m in models], keys, stacklevel=2)
+        table.index = pd.Index([labels[keys.index(str(k))] for k in table.index])
+        return table
 
     def emmeans(
         self,
