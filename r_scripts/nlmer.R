@@ -166,8 +166,27 @@
     })
   })
   n_na <- vapply(used, function(v) sum(is.na(data[[v]])), 0L)
-  c(list(model = model, na_counts = n_na[n_na > 0L], start = unlist(
-    if (is.list(start)) start$nlpars else start)), .pylmer_nlmer_extract(model))
+  nl <- unlist(if (is.list(start)) start$nlpars else start)
+  note <- .pylmer_nlmer_unconverged(model, nl)
+  if (nzchar(note)) warning(note, call. = FALSE)
+  out <- c(list(model = model, na_counts = n_na[n_na > 0L], start = nl),
+           .pylmer_nlmer_extract(model))
+  if (nzchar(note)) out$messages <- c(out$messages, note)
+  out
+}
+
+# When the optimizer stopped early: name the parameter that moved most (relative to its
+# start), the one whose start is most likely off.
+.pylmer_nlmer_unconverged <- function(m, start) {
+  conv <- m@optinfo$conv$opt
+  if (is.null(conv) || conv == 0) return("")
+  est <- lme4::fixef(m)[names(start)]
+  moved <- abs(est - start) / pmax(abs(start), 1e-8)
+  p <- names(which.max(moved))
+  paste0("nlmer did not converge (optimizer code ", conv, "): the estimates are not ",
+         "final; the parameter that moved most from its start is '", p, "' (",
+         signif(start[[p]], 6), " -> ", signif(est[[p]], 6), "): start it nearer ",
+         "(start['", p, "'] = ", signif(est[[p]], 6), ") or raise control['maxfun']")
 }
 
 .pylmer_nlmer_extract <- function(m) {

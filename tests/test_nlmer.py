@@ -19,7 +19,7 @@ from _refcache import reference
 
 import pylmer
 from pylmer import datasets
-from pylmer.errors import FormulaError, InvalidArgumentError
+from pylmer.errors import FormulaError, InvalidArgumentError, LmerConvergenceWarning
 
 pytestmark = pytest.mark.usefixtures("r_session")
 
@@ -110,3 +110,12 @@ def test_errors_name_the_parameter():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert pylmer.nlmer(ORANGE, data).nobs == 35
+
+
+def test_non_convergence_names_the_parameter():
+    data = datasets.load("Orange")
+    start = {"Asym": 100, "xmid": 725, "scal": 350}
+    with pytest.warns(LmerConvergenceWarning, match=r"moved most from its start is 'Asym'"):
+        m = pylmer.nlmer(ORANGE, data, start, control={"maxfun": 20})
+    assert not m.converged
+    assert any("start['Asym']" in text for text in m.messages)
