@@ -148,6 +148,12 @@ def nlmer(
     RError
         lme4 failed otherwise (the message gives the start values).
 
+    Warns
+    -----
+    LmerConvergenceWarning
+        The optimizer stopped before converging: the message names the parameter that
+        moved most from its start, and the value to start it at.
+
     Examples
     --------
     >>> import pylmer
