@@ -136,7 +136,13 @@ class MixedMLRegressor(RegressorMixin, MixedMLBase):
     ranef_sd_ : dict or list of dict
         Their conditional standard deviations, same shape.
     varcorr_ : DataFrame or list of DataFrame
-        Variance components, like ``as.data.frame(VarCorr(m))``.
+        Variance components, like ``as.data.frame(VarCorr(m))``.  With one Gaussian
+        target the Residual row is the honest residual variance of
+        :mod:`pylmer.mixedml.variance` (lme4's own is in ``lmer_`` and
+        ``calibration_.sigma2_lme4``).
+    calibration_ : Calibration
+        One Gaussian target only: the residual-variance correction and the conformal
+        scores of the intervals (:mod:`pylmer.mixedml.intervals`).
     n_iter_ : int
         Number of EM steps evaluated (``<= max_iter``).
     converged_ : bool
@@ -277,13 +283,20 @@ class MixedMLRegressor(RegressorMixin, MixedMLBase):
             rows.  Without ``y`` the random effects are those of the fit.  Do not pass
             the training rows again as ``y``: they are already in the fit, and would
             count twice.
+        interval : {"prediction", "confidence"}, optional
+            Return a DataFrame with ``estimate``, ``lower`` and ``upper`` (one Gaussian
+            target): an interval for a new outcome, or for its conditional mean
+            :math:`f(X) + X_r\\gamma + Zb` (:mod:`pylmer.mixedml.intervals`).
+        level : float, default=0.95
+            Coverage of the interval.
 
         Returns
         -------
-        ndarray of shape (n,) or (n, k)
+        ndarray of shape (n,) or (n, k), or DataFrame
             Groups without any observed row (unseen in training, no ``y``) get the fixed
             part :math:`f(X) + X_r\\gamma`; so do rows whose grouping value is missing.
-            ``family="poisson"``: expected counts.
+            ``family="poisson"``: expected counts.  With ``interval``: a DataFrame
+            indexed like ``X``.
 
         Raises
         ------
@@ -304,6 +317,7 @@ class MixedMLRegressor(RegressorMixin, MixedMLBase):
             model.fit(train[["Subject", "Days"]], train["Reaction"])
             seen = later["Reaction"].where(later.Days <= 6)      # NaN on days 7-9
             model.predict(later[["Subject", "Days"]], y=seen)    # uses days 0-6
+            model.predict(later[["Subject", "Days"]], y=seen, interval="prediction")
         """
         self._check_fitted()
         n = len(X) if hasattr(X, "__len__") else 0
