@@ -70,6 +70,10 @@
 # column per draw, the rows lme4 used), and the statistic of the fitted model.
 .pylmer_boot_setup <- function(m, nsim, seed = NULL, old_names = TRUE) {
   if (inherits(m, "glmmTMB")) return(.pylmer_tmb_boot_setup(m, nsim, seed))  # glmmtmb.R
+  if (lme4::isNLMM(m)) {
+    .pylmer_stop("argument", "bootstrap takes lmer, glmer and glmmtmb fits, not an nlmer ",
+                 "fit (lme4 has no refit() for nlmer models)")
+  }
   if (!is.null(seed)) {
     set.seed(seed)
   } else if (!exists(".Random.seed", envir = globalenv())) {

@@ -119,3 +119,13 @@ def test_non_convergence_names_the_parameter():
         m = pylmer.nlmer(ORANGE, data, start, control={"maxfun": 20})
     assert not m.converged
     assert any("start['Asym']" in text for text in m.messages)
+
+
+def test_simulate_and_no_bootstrap(fits):
+    m, data = fits["orange"]
+    sims = m.simulate(3, seed=1)
+    assert sims.shape == (35, 3) and list(sims.index) == list(data.index)
+    resid = sims.sub(m.fitted, axis=0).to_numpy()
+    assert 0.3 * m.sigma < resid.std() < 3 * m.sigma
+    with pytest.raises(InvalidArgumentError, match="not an nlmer fit"):
+        pylmer.bootstrap(m, nsim=2, seed=1)

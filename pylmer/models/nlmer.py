@@ -291,6 +291,18 @@ class NlmerModel(MixedModel):
             fitted_is_answer=include_random,
         )
 
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """Simulate responses: the fitted curves (fixed effects plus each group's
+        conditional modes) plus normal noise with the residual sd (lme4 has no
+        ``simulate`` for nlmer; R's generator after ``set.seed(seed)``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_<nsim>``, indexed by the used rows of the data.
+        """
+        return super().simulate(nsim, seed)
+
     def refit(self, newresp: Any) -> NlmerModel:
         """Not available: lme4 has no refit for nlmer; fit :func:`nlmer` again."""
         raise NotImplementedError("lme4 has no refit() for nlmer models; call pylmer.nlmer again")
