@@ -168,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RAYON_NUM_THREADS"):
             os.environ[var] = str(args.threads)
     versions = pylmer.versions()  # starts R outside the timings
+    if args.threads is not None:  # numpy's own OpenBLAS was loaded before the variables
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
     data = datasets.load("InstEval")
     try:
         import mixedlm  # noqa: F401
