@@ -21,10 +21,12 @@ The Gaussian quantile would trust that all three are normal.  Instead the multip
 calibrated on the training rows by split-conformal quantiles of *standardized
 out-of-fold* scores (Vovk et al.; Lei et al. 2018), separately for the two situations:
 
-* known groups: :math:`|y_i - \\hat f_{\\text{oof}}(x_i) - X_r\\hat\\gamma - z_i'\\hat b|
-  / (1 - h_i)` over the predictive standard deviation, where
-  :math:`h_i = v_{re,i} / \\sigma^2_{\\text{lme4}}` is the row's weight in its own
-  random effect (the leave-one-out correction of a ridge smoother);
+* known groups: :math:`|y_i - \\hat f_{\\text{oof}}(x_i) - X_r\\hat\\gamma -
+  z_i'\\hat b_{(-i)}|` over the predictive standard deviation, where the row is left out
+  of its own random effect exactly as for a ridge smoother:
+  :math:`z_i'(\\hat b - \\hat b_{(-i)}) = h_i r_i / (1 - h_i)`, with
+  :math:`h_i = v_{re,i} / \\sigma^2_{\\text{lme4}}` the row's weight in its effect and
+  :math:`r_i` lme4's conditional residual;
 * new groups: :math:`|y_i - \\hat f_{\\text{oof}}(x_i) - X_r\\hat\\gamma|` over the prior
   predictive standard deviation, the out-of-fold predictions coming from folds that
   hold whole groups (of the first grouping column) out: the row's group was new to the
