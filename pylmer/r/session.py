@@ -63,6 +63,9 @@ lock = threading.RLock()
 _state: dict[str, Any] = {}
 _names = itertools.count()
 _pending_unbind: list[str] = []
+#: names of unbound data, reused by the next bind: R never frees a symbol, so a fresh
+#: name per bind grew R's symbol table by ~170 bytes a bind, for ever
+_free_names: list[str] = []
 #: every long-lived R object, by key; handles hold keys.  rpy2 releases an R object in
 #: whichever thread drops the last reference to it, possibly while another thread is
 #: inside R: dropping them only here, under the lock, keeps that out of R's way.
@@ -221,6 +224,7 @@ def _ensure() -> None:
     while _pending_unbind:
         name = _pending_unbind.pop()
         _state["ri"].baseenv["rm"](list=_state["ri"].StrSexpVector([name]), envir=_state["store"])
+        _free_names.append(name)
 
 
 # ------------------------------------------------------------------ R objects
@@ -278,7 +282,7 @@ def bind(df: pd.DataFrame) -> DataRef:
     with lock:
         _ensure()
         frame = _state["convert"].frame_to_r(df)
-        name = f"data{next(_names)}"
+        name = _free_names.pop() if _free_names else f"data{next(_names)}"
         _state["store"][name] = frame
         return DataRef(name, len(df))
 
