@@ -14,13 +14,13 @@ number of fits or a wall-clock budget is reached, and samples along the way:
 One round: 10 lmer fits (sleepstudy, response jittered per round) each with a predict,
 2 glmer fits (cbpp) with a predict, 1 emmeans, 5 failing fits (an unknown column, an
 R-level lme4 error), 1 MixedML fit (Ridge, 3 iterations: 3 lme4 steps + the final
-model); every 5th round a parametric bootstrap (nsim=50, n_jobs=2) and every 20th an
+model); every 5th round a parametric bootstrap (nsim=200, n_jobs=2) and every 20th an
 ``lmer_many`` over 20 responses.  Fits counted: lmer + glmer + MixedML lme4 steps +
 bootstrap refits + lmer_many refits (failing fits are counted apart).
 
 Usage::
 
-    python bench/soak.py --fits 20000 --minutes 80 --out /tmp/soak.jsonl
+    python bench/soak.py --fits 30000 --minutes 80 --out /tmp/soak.jsonl  # the README run
 
 Exit status 0 when the run ended with no unexpected exception, no singleton lost a
 reference, and nothing was left held in R; 1 otherwise.
@@ -119,7 +119,7 @@ def main() -> int:
         ops["mixedml"] += 1
         ops["mixedml_steps"] += len(est.history_) + 1
         if i % 5 == 0:
-            draws = pylmer.bootstrap(m, nsim=50, seed=i, n_jobs=2)
+            draws = pylmer.bootstrap(m, nsim=200, seed=i, n_jobs=2)
             ops["bootstrap"] += 1
             ops["bootstrap_refits"] += len(draws)
         if i % 20 == 0:
