@@ -107,6 +107,8 @@ def _factor_blocks(model: Any) -> dict[str, list[tuple[str, str | None, float]]]
 def _z(X: pd.DataFrame, term: str) -> np.ndarray:
     if term == "(Intercept)":
         return np.ones(len(X))
+    if len(term) > 1 and term[0] == term[-1] == "`":  # lme4 names quoted columns `x.2 ü`
+        term = term[1:-1]
     if term not in X.columns:
         raise DataError(
             f"intervals need the random-effects covariate {term!r} as a column of X "
