@@ -270,8 +270,6 @@ def test_emmeans_errors(polite):
 
 
 def test_emmeans_glmm_response_scale():
-    if not hasattr(pylmer, "glmer"):
-        pytest.skip("pylmer.glmer is not available in this tree yet")
     r = ref("cbpp")
     g = pylmer.glmer(
         "cbind(incidence, size - incidence) ~ period + (1 | herd)",
