@@ -63,6 +63,10 @@ bench: setup
 	$(PY) bench/mixedml_classifier.py
 	$(PY) bench/parallel.py
 	$(PY) bench/scale.py
+	$(PY) bench/power.py
+	$(PY) bench/glmmtmb.py
+# Long runs, by hand: bench/scaling.py (1e6 rows), bench/sigrist.py (real data, GPBoost),
+# bench/soak.py (tens of thousands of fits), bench/load.py (threads, 20,000 responses).
 
 lint: venv
 	$(VENV)/bin/ruff check pylmer tests bench examples
