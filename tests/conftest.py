@@ -23,6 +23,12 @@ def r_session() -> None:
 INSTEVAL = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
 
 
+@pytest.fixture(scope="module")
+def sleep(r_session) -> pd.DataFrame:
+    """lme4's sleepstudy, read from R once per test module."""
+    return pylmer.datasets.load("sleepstudy")
+
+
 @pytest.fixture(scope="session")
 def insteval(r_session) -> pd.DataFrame:
     """lme4's InstEval (73,421 rows)."""

@@ -33,7 +33,6 @@ from pylmer import (
     RError,
     RMessage,
     SingularFitWarning,
-    datasets,
     lmer,
 )
 from pylmer.data.simulate import simulate_longitudinal
@@ -43,11 +42,6 @@ from pylmer.estimators import LmerRegressor
 @pytest.fixture(scope="module", autouse=True)
 def _r_started(r_session):
     """Every test here talks to R (see conftest.r_session)."""
-
-
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return datasets.load("sleepstudy")
 
 
 # ====================================================================== the tables

@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from _reliability import SLEEP, _na, assert_r_usable
 
 from pylmer import (
     cli,
-    datasets,
 )
 from pylmer.data.simulate import simulate_longitudinal
 
@@ -24,11 +22,6 @@ from pylmer.data.simulate import simulate_longitudinal
 @pytest.fixture(scope="module", autouse=True)
 def _r_started(r_session):
     """Every test here talks to R (see conftest.r_session)."""
-
-
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return datasets.load("sleepstudy")
 
 
 # ---------------------------------------------------------------- the command line

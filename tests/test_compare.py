@@ -22,11 +22,6 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def sleep(r_session):
-    return datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
 def fits(sleep):
     return {
         "m0": pylmer.lmer("Reaction ~ 1 + (Days | Subject)", sleep),

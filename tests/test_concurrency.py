@@ -20,7 +20,6 @@ from _reliability import SLEEP
 
 from pylmer import (
     FormulaError,
-    datasets,
     lmer,
 )
 from pylmer.r import session as _r
@@ -29,11 +28,6 @@ from pylmer.r import session as _r
 @pytest.fixture(scope="module", autouse=True)
 def _r_started(r_session):
     """Every test here talks to R (see conftest.r_session)."""
-
-
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return datasets.load("sleepstudy")
 
 
 # ====================================================================== concurrency

@@ -23,11 +23,6 @@ SLEEP = "Reaction ~ Days + (Days | Subject)"
 SKIPPED = "derivative-based convergence checks skipped"
 
 
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return datasets.load("sleepstudy")
-
-
 def _quiet_fit(formula, data, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -17,7 +17,7 @@ import pytest
 from _refcache import reference
 
 import pylmer
-from pylmer import DataError, DataWarning, datasets, lmer
+from pylmer import DataError, DataWarning, lmer
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 
@@ -25,11 +25,6 @@ SLEEP = "Reaction ~ Days + (Days | Subject)"
 @pytest.fixture(scope="module", autouse=True)
 def _r(r_session):
     """Every test here fits with R."""
-
-
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return datasets.load("sleepstudy")
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,6 @@ def _same(frame: pd.DataFrame, tab: dict, index: list) -> None:
 
 
 @pytest.fixture(scope="module")
-def sleep(r_session):
-    return datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
 def model(sleep):
     return pylmer.lmer("Reaction ~ Days + (Days | Subject)", sleep)
 

@@ -27,11 +27,6 @@ FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
 @pytest.fixture(scope="module")
-def sleep(r_session) -> pd.DataFrame:
-    return pylmer.datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
 def model(sleep) -> pylmer.LmerModel:
     return pylmer.lmer(FORMULA, sleep)
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from pylmer import (
     DataError,
     PylmerError,
-    datasets,
     lmer,
 )
 from pylmer.r import session as _r
@@ -24,11 +23,6 @@ from pylmer.r import session as _r
 @pytest.fixture(scope="module", autouse=True)
 def _r_started(r_session):
     """Every test here talks to R (see conftest.r_session)."""
-
-
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return datasets.load("sleepstudy")
 
 
 # ====================================================================== fuzzing

@@ -92,11 +92,6 @@ def small_fits() -> dict:
 
 
 @pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
 def sleep_fit(small_fits) -> LmerModel:
     return small_fits["sleepstudy", True][0]
 

@@ -26,11 +26,6 @@ RTOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def sleep(r_session):
-    return datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
 def model(sleep):
     return pylmer.lmer(FORMULA, sleep)
 

@@ -21,11 +21,6 @@ FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
 @pytest.fixture(scope="module")
-def sleep(r_session):
-    return datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
 def model(sleep):
     return pylmer.lmer(FORMULA, sleep)
 

@@ -33,11 +33,6 @@ def counts(r_session) -> pd.DataFrame:
     return pd.DataFrame({"y": y.astype(float), "x": x, "g": g, "w": 4.0})
 
 
-@pytest.fixture(scope="module")
-def sleep(r_session) -> pd.DataFrame:
-    return pylmer.datasets.load("sleepstudy")
-
-
 # ---------------------------------------------------------------- family domains
 
 

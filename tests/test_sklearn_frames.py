@@ -4,7 +4,6 @@ examples.  (scikit-learn's own checks, which need no R: tests/unit/test_sklearn_
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import pylmer
@@ -17,11 +16,6 @@ from pylmer import (
 )
 
 # ---------------------------------------------------------------- frame types (R)
-
-
-@pytest.fixture(scope="module")
-def sleep(r_session) -> pd.DataFrame:
-    return pylmer.datasets.load("sleepstudy")
 
 
 @pytest.mark.parametrize("kind", ["polars", "pyarrow"])
