@@ -25,16 +25,20 @@ Contenders, every one on the same training/test rows of a fold:
   categorical support stops at 255 levels (director, artist, student have thousands), so
   the groups enter through scikit-learn's ``TargetEncoder`` (cross-fitted), HGB defaults.
 
-spotify's predictions are clipped to [0, 1] (the paper's protocol).  Each finished
-(data set, contender, fold) appends one JSON line to ``--out``; ``--summary`` reads the
-file(s) and prints the README table (mean test MSE, mean wall time of fit + predict,
-EM steps and stop reasons, folds run) with the published means.
+spotify's predictions are clipped to [0, 1] (the paper's protocol).  Every (data set,
+contender, fold) runs in a child process of its own, single-threaded (``OMP_NUM_THREADS``
+and the BLAS pools set to ``--threads``, GPBoost's ``num_threads`` too), under a wall
+limit (``--limit gpboost=900``: the child is killed and a ``"timeout"`` line records how
+long it ran).  Each finished or killed job appends one JSON line to ``--out``; a rerun
+skips the jobs already there (resumable: a crash loses only the running job).
+``--summary`` reads the file(s) and prints the README table (mean test MSE, mean wall
+time of fit + predict, EM steps and stop reasons, folds run) with the published means.
 
 Run (background, the machine is shared)::
 
-    .venv/bin/python bench/sigrist.py --datasets spotify,imdb,inst_eval --folds 1,2,3,4,5 \\
-        --contenders mixedml_hgb,lmer,hgb_te --out /tmp/sigrist.jsonl
-    .venv/bin/python bench/sigrist.py --summary /tmp/sigrist.jsonl
+    .venv/bin/python bench/sigrist.py --datasets inst_eval,spotify,imdb --folds 1 \\
+        --limit gpboost=900 --out out/sigrist.jsonl
+    .venv/bin/python bench/sigrist.py --summary out/sigrist.jsonl
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -169,7 +176,7 @@ def run_gpboost(X, y, tr, te, features, groups, name: str, k: int, data: Path) -
         "max_depth": best["max_depth"],
         "lambda_l2": best["lambda_l2"],
         "verbose": -1,
-        "num_threads": 2,
+        "num_threads": int(os.environ.get("OMP_NUM_THREADS", "1")),
     }
     Xtr, Xte = X.iloc[tr], X.iloc[te]
     t0 = time.perf_counter()
@@ -291,6 +298,15 @@ def summary(paths: list[str], data: Path) -> str:
         d = df[df.dataset == name]
         if d.empty:
             continue
+        if "status" not in d:
+            d = d.assign(status="ok")
+        d = d.assign(status=d["status"].fillna("ok"))
+        for _, r in d[d.status != "ok"].iterrows():  # killed at the wall limit, or failed
+            lines.append(
+                f"| {name} | {r.contender} | {int(r.fold)} | not finished: {r.status} after "
+                f"{r.seconds:.0f} s wall | | > {r.seconds:.0f} | | |"
+            )
+        d = d[d.status == "ok"]
         gpb = d[d.contender == "gpboost"].set_index("fold")
         for contender, g in d.groupby("contender", sort=False):
             g = g.sort_values("fold")
@@ -321,25 +337,90 @@ def summary(paths: list[str], data: Path) -> str:
     return "\n".join(lines)
 
 
+def done_jobs(path: Path) -> set[tuple[str, str, int]]:
+    """(data set, contender, fold) already recorded in ``path`` (finished or timed out)."""
+    if not path.exists():
+        return set()
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["dataset"], r["contender"], int(r["fold"])) for r in rows}
+
+
+def run_child(job: tuple[str, str, int], args: argparse.Namespace, limit: float | None) -> dict:
+    """Run one job in a child process (its own process group) under a wall limit."""
+    name, contender, k = job
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    cmd = [sys.executable, __file__, "--data", str(args.data), "--job", f"{name},{contender},{k}"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {
+            "dataset": name,
+            "contender": contender,
+            "fold": k,
+            "status": "timeout",
+            "seconds": time.perf_counter() - t0,
+        }
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {
+            "dataset": name,
+            "contender": contender,
+            "fold": k,
+            "status": f"failed (exit {proc.returncode})",
+            "seconds": time.perf_counter() - t0,
+        }
+    return {**json.loads(lines[-1]), "status": "ok"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--datasets", default="spotify,imdb,inst_eval")
     parser.add_argument("--folds", default="1,2,3,4,5")
     parser.add_argument("--contenders", default="mixedml_hgb,gpboost,lmer,hgb_te")
-    parser.add_argument("--out", default="/tmp/sigrist.jsonl")
+    parser.add_argument("--out", type=Path, default=Path("out/sigrist.jsonl"))
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="CONTENDER=SECONDS",
+        help="wall limit of one job of that contender (repeatable); 'all=S' for every one",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads per job (default 1)")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # child: NAME,CONTENDER,FOLD
     parser.add_argument("--summary", nargs="*", help="print the table of these JSONL files")
     args = parser.parse_args()
     if args.summary:
         print(summary(args.summary, args.data))
         return
+    if args.job:
+        name, contender, k = args.job.split(",")
+        X, y, features, groups = load(name, args.data)
+        rec = run_one(name, contender, int(k), X, y, features, groups, args.data)
+        print(json.dumps(rec), flush=True)
+        return
+    limits = dict(item.split("=") for item in args.limit)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_jobs(args.out)
     print(f"load average at start: {os.getloadavg()}", flush=True)
     for name in args.datasets.split(","):
-        X, y, features, groups = load(name, args.data)
         for k in [int(f) for f in args.folds.split(",")]:
             for contender in args.contenders.split(","):
-                rec = run_one(name, contender, k, X, y, features, groups, args.data)
-                rec["load"] = os.getloadavg()[0]
+                job = (name, contender, k)
+                if job in done:
+                    print(f"skip {job}: already in {args.out}", flush=True)
+                    continue
+                limit = limits.get(contender, limits.get("all"))
+                load_before = os.getloadavg()[0]
+                rec = run_child(job, args, float(limit) if limit else None)
+                rec["load"] = [load_before, os.getloadavg()[0]]
+                rec["threads"] = args.threads
                 print(json.dumps(rec), flush=True)
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
