@@ -108,7 +108,11 @@ def _lmertest(model: MixedModel) -> Any:
     cached = _LMERTEST.get(model)
     if cached is not None and cached[0] is handle and cached[1] == OWN_SATTERTHWAITE:
         return cached[2]
-    mt = _call("lmerTest", ".pylmer_inf_lmertest", handle, own=OWN_SATTERTHWAITE)
+    # an lmer fit's own Satterthwaite step (m.fixef) already built it: no second Hessian
+    own = getattr(model, "_lmertest", None) if OWN_SATTERTHWAITE else None
+    mt = own() if own is not None else None
+    if mt is None:
+        mt = _call("lmerTest", ".pylmer_inf_lmertest", handle, own=OWN_SATTERTHWAITE)
     try:
         _LMERTEST[model] = (handle, OWN_SATTERTHWAITE, mt)
     except TypeError:  # not weak-referenceable: no cache

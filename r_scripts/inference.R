@@ -64,12 +64,7 @@
   if (own && exists(".pylmer_satt_parts", mode = "function")) {
     parts <- .pylmer_satt_parts(m)
     for (note in parts$notes) warning(note, call. = FALSE)
-    mt <- methods::as(m, "lmerModLmerTest")
-    mt@sigma <- stats::sigma(m)
-    mt@vcov_beta <- parts$vcov_beta
-    mt@vcov_varpar <- parts$vcov_varpar
-    mt@Jac_list <- parts$Jac_list
-    return(mt)
+    return(.pylmer_satt_lmertest(m, parts))
   }
   mt <- eval(quote(lmerTest::as_lmerModLmerTest(model)), list(model = m),
              enclos = environment(stats::formula(m)))
@@ -166,15 +161,18 @@
     .pylmer_stop("data", "emmeans: ", .pylmer_quote(bad), " is not a variable of the fixed ",
                  "part of the model (", .pylmer_quote(fvars), ")")
   }
-  args <- list(m, specs = specs, by = by, type = type, level = level)
+  # the model goes in as a symbol: emmeans keeps its call, and a call holding the
+  # model object itself costs a deparse of the whole model (20 ms on InstEval)
+  args <- list(quote(model), specs = specs, by = by, type = type, level = level)
   if (!is.null(at)) args$at <- at
   if (!is.null(ddf) && lme4::isLMM(m)) {
     args$lmer.df <- ddf
     args$lmerTest.limit <- Inf
     args$pbkrtest.limit <- Inf
   }
-  env <- environment(stats::formula(m))
-  emm <- eval(as.call(c(list(quote(emmeans::emmeans)), args)), enclos = env)
+  env <- new.env(parent = environment(stats::formula(m)))
+  env$model <- m
+  emm <- eval(as.call(c(list(quote(emmeans::emmeans)), args)), env)
   means <- .pylmer_inf_emm_frame(summary(emm, level = level), "means")
   out <- list(means = means$table, estimate_name = means$estimate_name,
               messages = means$messages, contrasts = NULL)

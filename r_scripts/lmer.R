@@ -336,14 +336,16 @@
 # ------------------------------------------------------------------ Satterthwaite
 
 .pylmer_lmer_satterthwaite <- function(m) {
-  # pylmer's own computation (satterthwaite.R); lmerTest's eigenvalue notes as warnings
-  res <- tryCatch(.pylmer_lmer_satterthwaite_table(m), error = function(e) e)
+  # pylmer's own computation (satterthwaite.R); lmerTest's eigenvalue notes as warnings;
+  # lmerTest's version of the model from the same derivatives, for pylmer.inference
+  res <- tryCatch(.pylmer_lmer_satterthwaite_table(m, lmertest = TRUE),
+                  error = function(e) e)
   if (inherits(res, "error")) {
     warning("Satterthwaite df unavailable: ", conditionMessage(res), call. = FALSE)
     return(NULL)
   }
   for (note in res$notes) warning(note, call. = FALSE)
-  res$table
+  list(table = res$table, lmertest = res$lmertest)
 }
 
 # ------------------------------------------------------------------ predict

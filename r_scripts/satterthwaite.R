@@ -183,8 +183,9 @@
   list(vcov_beta = V, vcov_varpar = A, Jac_list = jac, hessian = H, notes = notes)
 }
 
-# df and p value of each coefficient (lmerTest's summary() table), with the notes.
-.pylmer_lmer_satterthwaite_table <- function(m) {
+# df and p value of each coefficient (lmerTest's summary() table), with the notes; with
+# `lmertest`, also lmerTest's version of the model built from the same derivatives.
+.pylmer_lmer_satterthwaite_table <- function(m, lmertest = FALSE) {
   parts <- .pylmer_satt_parts(m)
   V <- parts$vcov_beta
   beta <- lme4::fixef(m)
@@ -196,8 +197,22 @@
   list(
     table = data.frame(df = df, p_value = 2 * stats::pt(abs(t), df, lower.tail = FALSE),
                        row.names = names(beta)),
-    notes = parts$notes
+    notes = parts$notes,
+    lmertest = if (lmertest) .pylmer_satt_lmertest(m, parts)
   )
+}
+
+# lmerTest's version of `m` (class lmerModLmerTest) carrying the pieces `parts` of
+# .pylmer_satt_parts: lmerTest's anova, drop1 and emmeans' Satterthwaite df read them from
+# its slots, so they need no further derivatives.  NULL when lmerTest is not installed.
+.pylmer_satt_lmertest <- function(m, parts) {
+  if (!requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
+  mt <- methods::as(m, "lmerModLmerTest")
+  mt@sigma <- stats::sigma(m)
+  mt@vcov_beta <- parts$vcov_beta
+  mt@vcov_varpar <- parts$vcov_varpar
+  mt@Jac_list <- parts$Jac_list
+  mt
 }
 
 # TRUE when the model's pp/resp hold the state of the fit (tests: nothing was moved).
@@ -212,7 +227,7 @@
 # Byte-compile once when the file is sourced (R would compile them on the first model of a
 # session, inside the first fit's time).
 for (.pylmer_fn in c(".pylmer_satt_evaluator", ".pylmer_satt_stencil", ".pylmer_satt_parts",
-                     ".pylmer_satt_numderiv", ".pylmer_satt_finish",
+                     ".pylmer_satt_numderiv", ".pylmer_satt_finish", ".pylmer_satt_lmertest",
                      ".pylmer_lmer_satterthwaite_table")) {
   assign(.pylmer_fn, compiler::cmpfun(get(.pylmer_fn)))
 }

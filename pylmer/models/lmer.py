@@ -185,6 +185,9 @@ class LmerModel(Lme4Model):
 
     #: the Satterthwaite table is still to compute (on first fixef / summary / pickle)
     _satterthwaite_pending: bool = False
+    #: lmerTest's version of the R model, built from the same derivatives as the table
+    #: (pylmer.inference's anova, drop1 and emmeans reuse it); never pickled
+    _lmertest_r: Any = None
 
     @classmethod
     def _from_r(cls, out: dict[str, Any], spec: Any, data: pd.DataFrame, conditions=()):
@@ -200,17 +203,28 @@ class LmerModel(Lme4Model):
         value, conditions = _r.call_with_conditions(
             ".pylmer_lmer_satterthwaite", self._mermod(), stacklevel=4
         )
+        value = value or {}
         res = self.results
         self.results = dataclasses.replace(
             res,
-            satterthwaite=_satterthwaite_table(value, res.fixef.index),
+            satterthwaite=_satterthwaite_table(value.get("table"), res.fixef.index),
             messages=tuple(dict.fromkeys([*res.messages, *conditions])),
         )
+        self._lmertest_r = value.get("lmertest")
         self._satterthwaite_pending = False
+
+    def _lmertest(self) -> Any:
+        """lmerTest's version of the R model with the Satterthwaite derivatives of
+        :attr:`fixef` (computing them if still pending), or None when they are not
+        available (then :mod:`pylmer.inference` computes its own)."""
+        self._complete_satterthwaite()
+        return self._lmertest_r
 
     def __getstate__(self) -> dict[str, Any]:
         self._complete_satterthwaite()  # a pickle holds every result: no R to read it
-        return super().__getstate__()
+        state = super().__getstate__()
+        state.pop("_lmertest_r", None)  # an R object: rebuilt from the refit on demand
+        return state
 
     @property
     def fixef(self) -> pd.DataFrame:
