@@ -6,8 +6,11 @@ Cases (HistGradientBoosting inside MixedML, level ``--level``):
   ``(1 + x2_x5 + x4_x7 + x6_x8 || individus)``; 80 % of the subjects are known: a random
   80 % of their first 10 visits train, the other 20 % test ("held-out visits"), and their
   last 5 visits test as a forecast (later times than any training row: a covariate
-  shift the training rows cannot calibrate); new subjects: every visit of the other
-  20 %; dynamic: the new subjects' first 3 visits given as ``y``, the rest tested;
+  shift the training rows cannot calibrate); new subjects: the other 20 %, their first
+  10 visits (the training rows' times) tested, their last 5 reported apart as a
+  forecast; dynamic: the new subjects' first 3 visits given as ``y``, visits 3-9 tested
+  (10-14 apart, a forecast), and 3 random visits of the first 10 given, the other 7
+  tested (no extrapolation in time);
 * ``heavy``: row-level covariates ``x1..x5 ~ U(0, 1)``,
   ``y = f(x) + b_g + e`` with ``b_g ~ N(0, 1)`` and Student-t noise with 3 degrees of
   freedom (variance 1 after scaling), 300 groups of 12 rows; known groups: 8 rows train,
@@ -40,9 +43,9 @@ RE = "(1 + x2_x5 + x4_x7 + x6_x8 || individus)"
 FEATURES = [f"x{k}_obs" for k in range(1, 9)]
 
 
-def coverage(frame: pd.DataFrame, y: np.ndarray) -> tuple[float, float]:
+def coverage(frame: pd.DataFrame, y: np.ndarray) -> tuple[float, float, int]:
     inside = (y >= frame["lower"].to_numpy()) & (y <= frame["upper"].to_numpy())
-    return float(inside.mean()), float((frame["upper"] - frame["lower"]).mean())
+    return float(inside.mean()), float((frame["upper"] - frame["lower"]).mean()), len(y)
 
 
 def heavy_data(n_groups: int, per: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -72,24 +75,39 @@ def case_longitudinal(args, est) -> list[dict]:
     m = MixedMLRegressor(est, random_effects=RE, features=FEATURES)
     m.fit(train[cols], train["y_mixed_obs"])
     out = []
+    window = (fresh.temps < 10).to_numpy()  # the training rows' times
     parts = (
         ("known subjects, held-out visits", known),
-        ("new subjects", fresh),
+        ("new subjects", fresh[window]),
         ("known subjects, later visits (forecast)", later),
+        ("new subjects, later visits (forecast)", fresh[~window]),
     )
     for name, part in parts:
         pi = m.predict(part[cols], interval="prediction", level=args.level)
         out.append((name, *coverage(pi, part["y_mixed_obs"].to_numpy())))
     seen = fresh["y_mixed_obs"].where(fresh.temps < 3)
     pi = m.predict(fresh[cols], y=seen, interval="prediction", level=args.level)
-    later = (fresh.temps >= 3).to_numpy()
+    given = (fresh.temps < 3).to_numpy()
+    for name, rows in (
+        ("new subjects, first 3 visits given (dynamic), visits 3-9", ~given & window),
+        ("new subjects, first 3 visits given, later visits (forecast)", ~window),
+    ):
+        out.append((name, *coverage(pi[rows], fresh["y_mixed_obs"][rows].to_numpy())))
+    # 3 random visits of the first 10 given (no extrapolation in time), the other 7 tested
+    pick = np.zeros(len(fresh), dtype=bool)
+    for _, idx in fresh.groupby("individus").indices.items():
+        inside = idx[window[idx]]
+        pick[rng.choice(inside, size=3, replace=False)] = True
+    seen = fresh["y_mixed_obs"].where(pick)
+    pi = m.predict(fresh[cols], y=seen, interval="prediction", level=args.level)
+    rows = ~pick & window
     out.append(
         (
-            "new subjects, 3 visits given (dynamic)",
-            *coverage(pi[later], fresh["y_mixed_obs"][later].to_numpy()),
+            "new subjects, 3 random visits given (dynamic), the other 7",
+            *coverage(pi[rows], fresh["y_mixed_obs"][rows].to_numpy()),
         )
     )
-    return [dict(zip(("rows", "coverage", "width"), o, strict=True)) | _sig(m) for o in out]
+    return [dict(zip(("rows", "coverage", "width", "n"), o, strict=True)) | _sig(m) for o in out]
 
 
 def _sig(m) -> dict:
@@ -107,7 +125,10 @@ def case_heavy(args, est) -> list[dict]:
     for name, rows in (("known groups", ~is_new & ~first), ("new groups", is_new)):
         pi = m.predict(df[rows], interval="prediction", level=args.level)
         out.append(
-            {"rows": name, **dict(zip(("coverage", "width"), coverage(pi, y[rows]), strict=True))}
+            {
+                "rows": name,
+                **dict(zip(("coverage", "width", "n"), coverage(pi, y[rows]), strict=True)),
+            }
             | _sig(m)
         )
     return out
@@ -130,7 +151,7 @@ def case_insteval(args, est) -> list[dict]:
     return [
         {
             "rows": "test rows (random 20 %)",
-            **dict(zip(("coverage", "width"), coverage(pi, y[test]), strict=True)),
+            **dict(zip(("coverage", "width", "n"), coverage(pi, y[test]), strict=True)),
         }
         | _sig(m)
     ]
@@ -143,6 +164,7 @@ def main() -> None:
     p.add_argument("--insteval-rows", type=int, default=20000)
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="seeds seed..seed+N-1, pooled")
     p.add_argument("--cases", default="longitudinal,heavy,insteval")
     p.add_argument("--estimators", default="hgb,rf")
     args = p.parse_args()
@@ -152,19 +174,44 @@ def main() -> None:
         "rf": lambda: RandomForestRegressor(100, min_samples_leaf=5, random_state=0, n_jobs=1),
     }
     rows = []
-    for case in args.cases.split(","):
-        for name in args.estimators.split(","):
-            t = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out = globals()[f"case_{case}"](args, estimators[name]())
-            for r in out:
-                r = {"case": case, "estimator": name, **r, "seconds": time.perf_counter() - t}
-                rows.append(r)
-                print(r, flush=True)
+    first = args.seed
+    for seed in range(first, first + args.seeds):
+        args.seed = seed
+        for case in args.cases.split(","):
+            for name in args.estimators.split(","):
+                t = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out = globals()[f"case_{case}"](args, estimators[name]())
+                for r in out:
+                    r = {
+                        "seed": seed,
+                        "case": case,
+                        "estimator": name,
+                        **r,
+                        "seconds": time.perf_counter() - t,
+                    }
+                    rows.append(r)
+                    print(r, flush=True)
     table = pd.DataFrame(rows)
     print(f"\nlevel {args.level}")
     print(table.round(3).to_string(index=False))
+    # pooled over seeds: coverage weighted by test rows, seed-to-seed spread
+    pooled = table.groupby(["case", "rows", "estimator"], sort=False).apply(
+        lambda d: pd.Series(
+            {
+                "n_test": d["n"].sum(),
+                "coverage": np.average(d["coverage"], weights=d["n"]),
+                "seed_sd": d["coverage"].std(ddof=1) if len(d) > 1 else np.nan,
+                "width": np.average(d["width"], weights=d["n"]),
+                "sigma2": d["sigma2"].mean(),
+            }
+        ),
+        include_groups=False,
+    )
+    print(f"\npooled over seeds {first}..{first + args.seeds - 1}")
+    print(pooled.round(3).to_string())
+    print(f"load average at end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
