@@ -66,6 +66,22 @@ def test_coverage_near_nominal_known_and_new_groups(linear):
         assert 0.85 < inside.mean() < 0.95
 
 
+def test_dynamic_rows_have_their_own_scores_and_cover(linear):
+    model, X, y, train, new = linear
+    cal = model.calibration_
+    n = int((train & ~new).sum())
+    assert len(cal.scores_known) == len(cal.scores_new) == len(cal.scores_dynamic) == n
+    assert (np.diff(cal.scores_dynamic) >= 0).all()
+    # new groups with 4 of their 12 rows observed: the other 8 rows, 30 groups (240 rows;
+    # binomial sd 1.9 points around 0.90)
+    fresh = X[new]
+    seen = np.where(np.arange(len(fresh)) % 12 < 4, y[new], np.nan)
+    pi = model.predict(fresh, y=seen, interval="prediction", level=0.9)
+    rows = np.isnan(seen)
+    inside = (y[new][rows] >= pi.lower[rows]) & (y[new][rows] <= pi.upper[rows])
+    assert 0.84 < inside.mean() < 0.96
+
+
 def test_level_that_cannot_be_calibrated_gives_infinite_bounds(linear):
     model, X, *_ = linear
     with pytest.warns(DataWarning, match="cannot be calibrated"):
@@ -124,3 +140,34 @@ def test_tune_in_loop_returns_a_fitted_model_with_the_chosen_parameters():
     assert tuned.estimator_.max_leaf_nodes == best["max_leaf_nodes"]
     assert len(tuned.tuning_["cv_results"]) == 2
     assert model.estimator.max_leaf_nodes == 31  # the given model is left alone
+
+
+def test_classifier_probabilities_average_over_the_random_effects():
+    from scipy.special import expit
+
+    from pylmer import MixedMLClassifier
+    from pylmer.mixedml.intervals import conditional_variance
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(60), 6)
+    X = pd.DataFrame({"x": rng.normal(size=len(g)), "g": g})
+    eta = 0.5 + X.x + rng.normal(0, 1.5, 60)[g]
+    y = (rng.uniform(size=len(g)) < expit(eta)).astype(int)
+    model = MixedMLClassifier(random_effects="(1 | g)").fit(X, y)
+    link = model.decision_function(X)
+    modes = model.predict_proba(X, integrate=False)[:, 1]
+    np.testing.assert_allclose(modes, expit(link))
+    averaged = model.predict_proba(X)[:, 1]
+    # pulled towards 0.5 (never across it) by the random effects' conditional variance
+    assert (np.abs(averaged - 0.5) < np.abs(modes - 0.5)).all()
+    assert ((averaged > 0.5) == (modes > 0.5)).all()
+    # a new group: the population average over b ~ N(0, G), checked by Monte Carlo
+    new = pd.DataFrame({"x": [-1.0, 0.0, 2.0], "g": [999] * 3})
+    p_new = model.predict_proba(new)[:, 1]
+    G = float(model.varcorr_["variance"].iloc[0])
+    b = rng.normal(0, np.sqrt(G), 200_000)
+    mc = expit(model.decision_function(new)[:, None] + b[None, :]).mean(axis=1)
+    np.testing.assert_allclose(p_new, mc, atol=0.01)
+    # a group's own 6 rows leave it less uncertain than a new group
+    v_known, _, _ = conditional_variance(model, X.head(1), model._irls_weights_)
+    assert 0 < v_known[0] < G

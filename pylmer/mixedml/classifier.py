@@ -25,7 +25,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import Interval
 
 from ..errors import DataError
-from .base import MixedMLBase, RandomPart, column_name
+from .base import MixedMLBase, RandomPart, check_frame, column_name
 from .glmm_step import GlmmPart, inverse_link
 
 __all__ = ["MixedMLClassifier"]
@@ -231,8 +231,11 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
         obs = None if y is None else self._observed(y, len(X))[:, None]
         return self._predict_link(X, obs)[:, 0]
 
-    def predict_proba(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
-        """Class probabilities, given the random effects (conditional on :math:`b`).
+    def predict_proba(
+        self, X: pd.DataFrame, y: Any = None, *, integrate: bool = True
+    ) -> np.ndarray:
+        """Class probabilities, averaged over what the data leave unknown of the random
+        effects (``integrate=True``) or at their conditional modes (``integrate=False``).
 
         Parameters
         ----------
@@ -243,15 +246,31 @@ class MixedMLClassifier(ClassifierMixin, MixedMLBase):
             The random effects are then the empirical-Bayes modes given every observed
             outcome (training rows and these), with the variance parameters and
             :math:`\\gamma` fixed: a new subject's first outcomes inform its later ones.
+        integrate : bool, default=True
+            ``True``: :math:`E[\\operatorname{logistic}(f + X_r\\gamma + z'b)]` over the
+            conditional distribution of :math:`b` given the data (normal around the modes,
+            variance :math:`z'Pz` from the IRLS weights of the group's rows; probit
+            approximation, :func:`pylmer.mixedml.intervals.integrated_probability`).  A
+            group with few rows, or a row far along a random slope, gets a probability
+            pulled towards 0.5; a group without any observed row gets the population
+            average over groups.  ``False``: :math:`\\operatorname{logistic}(f +
+            X_r\\gamma + z'\\hat b)` at the conditional modes (a group without rows:
+            :math:`b = 0`, a typical group).  Measured in ``bench/mixedml_classifier.py``
+            (see the README): the modes' probabilities are over-confident at the extremes.
 
         Returns
         -------
         ndarray of shape (n, 2)
-            Columns in the order of ``classes_``.  Groups without any observed row get
-            :math:`b = 0` (the probability of a typical group, not the population
-            average).
+            Columns in the order of ``classes_``.
         """
-        p = inverse_link("binomial", self.decision_function(X, y))
+        eta = self.decision_function(X, y)
+        if integrate:
+            from .intervals import integrated_probability
+
+            obs = None if y is None else self._observed(y, len(eta))
+            p = integrated_probability(self, check_frame(X), eta, obs)
+        else:
+            p = inverse_link("binomial", eta)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
