@@ -11,6 +11,10 @@ variance components, log-likelihood, and predicted probabilities for the data.
   DataFrame, fit, extraction, conversion back), reading the accessors and ``predict``;
 * pylmer, nloptwrap: the opt-in fast path, ``control={"optimizer": "nloptwrap"}``
   (nloptwrap for both of glmer's stages), its log-likelihood beside the default's;
+* plain R in this process: the same R code as ``glmer_native.R``, run in pylmer's
+  embedded R between pylmer's runs (rpy2 directly, no pylmer code): the baseline of
+  pylmer's own overhead (issue 23: at most 3 %), free of the differences between
+  processes that make two Rscript runs differ by 20 %;
 * mixedlm (Rust/Python, lme4's algorithms re-implemented): ``mixedlm.glmer`` and the same
   accessors (its log-likelihood is printed beside lme4's).
 
@@ -27,6 +31,7 @@ import argparse
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pylmer
@@ -53,6 +58,24 @@ def ours(data, control: dict | None = None) -> tuple[float, float, float]:
         getattr(m, name)
     m.predict(data)
     return time.perf_counter() - wall, time.process_time() - cpu, m.loglik
+
+
+def in_process_r() -> Callable[[], tuple[float, float, float]]:
+    """``glmer_native.R``'s job as an R function in pylmer's embedded R; returns a
+    runner giving (wall, CPU) seconds and the log-likelihood."""
+    import rpy2.robjects as ro
+
+    code = (HERE / "glmer_native.R").read_text()
+    body = code[code.index("cpu <- function") : code.index("t1 <- proc.time()")]
+    ro.r("suppressPackageStartupMessages(library(lme4))")
+    job = ro.r(f"function() {{ {body} as.numeric(logLik(m)) }}")
+
+    def run() -> tuple[float, float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        loglik = float(job()[0])
+        return time.perf_counter() - wall, time.process_time() - cpu, loglik
+
+    return run
 
 
 def mixedlm_run(data) -> tuple[float, float, float] | None:
@@ -83,9 +106,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     versions = pylmer.versions()  # starts R outside the timings
     data = datasets.load("VerbAgg")
-    runs: dict[str, list[tuple[float, float, float]]] = {"native R": [], "pylmer": []}
+    same_process = in_process_r()
+    runs: dict[str, list[tuple[float, float, float]]] = {
+        "native R": [],
+        "R in this process": [],
+        "pylmer": [],
+    }
     for _ in range(args.repeat):
         runs["native R"].append(native())
+        runs["R in this process"].append(same_process())
         runs["pylmer"].append(ours(data))
         # the opt-in fast path: nloptwrap for both stages (lme4's own optimizer choice)
         runs.setdefault("pylmer, nloptwrap", []).append(ours(data, {"optimizer": "nloptwrap"}))
@@ -108,6 +137,13 @@ def main(argv: list[str] | None = None) -> None:
             )
     for label, values in runs.items():
         print(f"{label} runs (wall/CPU s):", ", ".join(f"{w:.2f}/{c:.2f}" for w, c, _ in values))
+    mine = statistics.median(c for _, c, _ in runs["pylmer"])
+    same = statistics.median(c for _, c, _ in runs["R in this process"])
+    verdict = "met" if mine / same <= 1.03 else "MISSED"
+    print(
+        f"target: pylmer's overhead over plain R's glmer (CPU, same process) <= 3 %: "
+        f"{mine / same - 1:+.1%} -> {verdict}"
+    )
 
 
 if __name__ == "__main__":

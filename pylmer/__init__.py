@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import datasets
 from .compare import compare, cross_validate
 from .errors import (
@@ -9,8 +11,6 @@ from .errors import (
     DataWarning,
     FormulaError,
     InvalidArgumentError,
-    LmerConvergenceWarning,
-    NotFittedError,
     PylmerError,
     RError,
     RMessage,
@@ -18,9 +18,7 @@ from .errors import (
     RWarning,
     SingularFitWarning,
 )
-from .estimators import GlmerClassifier, GlmerRegressor, LmerRegressor
 from .inference import emmeans
-from .mixedml import MixedMLClassifier, MixedMLRegressor
 from .models.glmer import GlmerModel, glmer
 from .models.glmmtmb import GlmmTMBModel, glmmtmb
 from .models.influence import InfluenceResult, cooks_distance, hatvalues, influence
@@ -28,6 +26,38 @@ from .models.lmer import LmerControl, LmerModel, anova, lmer
 from .models.nlmer import NlmerModel, nlmer
 from .parallel import LmerManyResults, bootstrap, lmer_many
 from .power import PowerResult, power, power_curve
+
+if TYPE_CHECKING:
+    from .errors import LmerConvergenceWarning, NotFittedError
+    from .estimators import GlmerClassifier, GlmerRegressor, LmerRegressor
+    from .mixedml import MixedMLClassifier, MixedMLRegressor
+
+#: names resolved on first use: they import scikit-learn (1.3 s, 60 MB), which users
+#: of lmer/glmer alone never need
+_LAZY = {
+    "GlmerClassifier": "estimators",
+    "GlmerRegressor": "estimators",
+    "LmerRegressor": "estimators",
+    "MixedMLClassifier": "mixedml",
+    "MixedMLRegressor": "mixedml",
+    "LmerConvergenceWarning": "errors",
+    "NotFittedError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -6,6 +6,11 @@ as Python warnings: convergence problems as :class:`LmerConvergenceWarning`
 (a subclass of scikit-learn's ``ConvergenceWarning``), singular fits as
 :class:`SingularFitWarning`, everything else as :class:`RWarning`.  Every warning is a
 :class:`PylmerWarning` and, issued through :func:`warn`, points at the user's line.
+
+The three classes built on scikit-learn's (:class:`NotFittedError`,
+:class:`LmerConvergenceWarning`, :class:`MixedMLConvergenceWarning`) are created on
+first use, so that ``import pylmer`` does not import scikit-learn (1.3 s and 60 MB) for
+users who fit lme4 models only.
 """
 
 from __future__ import annotations
@@ -13,9 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "DataError",
@@ -102,11 +105,6 @@ class InvalidArgumentError(PylmerError, ValueError, TypeError):
         self.argument = argument
 
 
-class NotFittedError(PylmerError, _SklearnNotFittedError):
-    """An estimator used before ``fit``, or a model whose R object is gone and cannot be
-    rebuilt.  Also scikit-learn's ``NotFittedError`` (a ValueError and AttributeError)."""
-
-
 class PylmerWarning(UserWarning):
     """Base class of every warning pylmer issues."""
 
@@ -128,10 +126,6 @@ class NewLevelsWarning(PylmerWarning):
     (fixed-part) prediction.  Pass ``allow_new_levels=True`` to say that is intended."""
 
 
-class MixedMLConvergenceWarning(ConvergenceWarning, PylmerWarning):
-    """MixedML's EM loop stopped at ``max_iter`` before a stopping rule held."""
-
-
 class RMessage(PylmerWarning):
     """A message R printed (``message()``), re-issued as a warning instead of printed."""
 
@@ -140,5 +134,51 @@ class SingularFitWarning(RWarning):
     """lme4 reports a singular fit (a variance at zero or a correlation at +-1)."""
 
 
-class LmerConvergenceWarning(ConvergenceWarning, RWarning):
-    """lme4's optimizer reports a convergence problem."""
+# ------------------------------------------------------------------ on scikit-learn's
+
+if TYPE_CHECKING:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(PylmerError, _SklearnNotFittedError): ...
+
+    class MixedMLConvergenceWarning(ConvergenceWarning, PylmerWarning): ...
+
+    class LmerConvergenceWarning(ConvergenceWarning, RWarning): ...
+
+
+_ON_SKLEARN = ("NotFittedError", "MixedMLConvergenceWarning", "LmerConvergenceWarning")
+
+
+def _define_on_sklearn() -> None:
+    """Create the classes built on scikit-learn's (once, importing scikit-learn)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(PylmerError, _SklearnNotFittedError):
+        """An estimator used before ``fit``, or a model whose R object is gone and cannot
+        be rebuilt.  Also scikit-learn's ``NotFittedError`` (a ValueError and
+        AttributeError)."""
+
+        __qualname__ = "NotFittedError"
+
+    class MixedMLConvergenceWarning(ConvergenceWarning, PylmerWarning):
+        """MixedML's EM loop stopped at ``max_iter`` before a stopping rule held."""
+
+        __qualname__ = "MixedMLConvergenceWarning"
+
+    class LmerConvergenceWarning(ConvergenceWarning, RWarning):
+        """lme4's optimizer reports a convergence problem."""
+
+        __qualname__ = "LmerConvergenceWarning"
+
+    for cls in (NotFittedError, MixedMLConvergenceWarning, LmerConvergenceWarning):
+        cls.__module__ = __name__
+        globals()[cls.__name__] = cls
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_SKLEARN:
+        _define_on_sklearn()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import errors
 from ..errors import (
     DataError,
     FormulaError,
     InvalidArgumentError,
-    LmerConvergenceWarning,
     PylmerError,
     RError,
     RMessage,
@@ -385,7 +385,7 @@ def classify_warning(text: str) -> type[Warning]:
     if "singular" in low:
         return SingularFitWarning
     if "converge" in low or "hessian" in low or "eigenvalue" in low:
-        return LmerConvergenceWarning
+        return errors.LmerConvergenceWarning  # (imports scikit-learn on first use)
     return RWarning
 
 

@@ -47,3 +47,20 @@ def test_import_pylmer_starts_no_r():
     code = "import pylmer, pylmer.r.session as s; print(s.started())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_import_pylmer_imports_no_scikit_learn_until_used():
+    """lmer users do not pay for scikit-learn; the estimators and the error classes built
+    on scikit-learn's come on first use, and are then scikit-learn's subclasses."""
+    code = (
+        "import sys, pickle, pylmer\n"
+        "print('sklearn' in sys.modules)\n"
+        "from sklearn.exceptions import ConvergenceWarning, NotFittedError\n"
+        "print(issubclass(pylmer.NotFittedError, NotFittedError),"
+        " issubclass(pylmer.LmerConvergenceWarning, ConvergenceWarning),"
+        " pylmer.MixedMLRegressor.__name__,"
+        " pickle.loads(pickle.dumps(pylmer.NotFittedError('x'))).__class__"
+        " is pylmer.errors.NotFittedError)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True", "MixedMLRegressor", "True"]
