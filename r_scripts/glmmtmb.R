@@ -282,6 +282,26 @@
   list(cond = one("cond"), zi = one("zi"))
 }
 
+# The conditional covariances of the conditional model's random effects, per grouping
+# factor a K x K x levels array (glmmTMB's condVar; with several terms on one factor,
+# its blocks on the diagonal and NA between terms; glmmTMB gives NA off the diagonal).
+.pylmer_tmb_condvar <- function(m) {
+  re <- glmmTMB::ranef(m, condVar = TRUE)$cond
+  lapply(re, function(r) {
+    cv <- attr(r, "condVar")
+    blocks <- if (is.list(cv)) cv else list(cv)
+    k <- ncol(r)
+    out <- array(NA_real_, c(k, k, nrow(r)))
+    at <- 0L
+    for (a in blocks) {
+      idx <- at + seq_len(dim(a)[1L])
+      out[idx, idx, ] <- a
+      at <- at + dim(a)[1L]
+    }
+    as.numeric(out)
+  })
+}
+
 .pylmer_tmb_extract <- function(m) {
   s <- summary(m)
   co <- s$coefficients

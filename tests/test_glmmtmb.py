@@ -81,6 +81,8 @@ def test_equal_to_plain_r(fits, case):
     assert [str(i) for i in m.ranef[g].index] == list(ref["ranef"]["index"])
     close(m.ranef[g].iloc[:, 0], ref["ranef"]["condval"], "ranef")
     close(m.ranef_sd[g].iloc[:, 0], ref["ranef"]["condsd"], "ranef_sd")
+    # one 1 x 1 block per level: glmmTMB's condVar
+    close(np.sqrt(m.ranef_cov[g].to_numpy().ravel()), ref["ranef"]["condsd"], "ranef_cov")
     for key in ("loglik", "aic", "bic"):
         close(getattr(m, key), ref[key], key)
     if ref["sigma"] is None:

@@ -220,6 +220,21 @@ class GlmmTMBModel(MixedModel):
     def _results(cls, out: dict[str, Any], spec: Any, shared: dict[str, Any]) -> Any:
         raise NotImplementedError  # _from_r builds the results itself
 
+    def _conditional_covariances(self) -> dict[str, np.ndarray]:
+        """glmmTMB's conditional covariances of the conditional model's random effects
+        (``ranef(m, condVar = TRUE)``), per grouping factor ``levels x K x K``: glmmTMB
+        gives the variances, and NaN off the diagonal (:attr:`ranef_cov`)."""
+        cached = self.__dict__.get("_condvar")
+        if cached is None:
+            raw = _r.call(".pylmer_tmb_condvar", self._mermod(), stacklevel=4)
+            cached = {}
+            for group, table in self.results.ranef.items():
+                k = table.shape[1]
+                values = np.atleast_1d(np.asarray(raw[group], dtype=float))
+                cached[group] = values.reshape(-1, k, k).transpose(0, 2, 1)
+            self._condvar = cached
+        return cached
+
     @classmethod
     def _from_r(
         cls,
