@@ -172,6 +172,11 @@
   }
   env <- new.env(parent = environment(stats::formula(m)))
   env$model <- m
+  # pylmer offers no `submodel`: skip the QR of the model matrix kept for it (10 ms on
+  # InstEval, each call)
+  submodel <- emmeans::get_emm_option("enable.submodel")
+  emmeans::emm_options(enable.submodel = FALSE)
+  on.exit(emmeans::emm_options(enable.submodel = submodel), add = TRUE)
   emm <- eval(as.call(c(list(quote(emmeans::emmeans)), args)), env)
   means <- .pylmer_inf_emm_frame(summary(emm, level = level), "means")
   out <- list(means = means$table, estimate_name = means$estimate_name,
