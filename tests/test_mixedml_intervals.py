@@ -171,3 +171,21 @@ def test_classifier_probabilities_average_over_the_random_effects():
     # a group's own 6 rows leave it less uncertain than a new group
     v_known, _, _ = conditional_variance(model, X.head(1), model._irls_weights_)
     assert 0 < v_known[0] < G
+
+
+def test_neighbour_sigma2_removes_a_smooth_estimator_error():
+    from pylmer.mixedml.variance import neighbour_sigma2
+
+    rng = np.random.default_rng(4)
+    X = rng.uniform(0, 1, (3000, 3))
+    noise = rng.normal(0, 1.5, len(X))  # variance 2.25
+    # residuals of a biased, noisy estimator: its error is smooth in x (within a fold)
+    fold = rng.integers(0, 3, len(X))
+    bias = np.array([1.0, -0.5, 0.3])[fold] * np.sin(3 * X[:, 0]) + 2 * X[:, 1] ** 2
+    r = noise + bias
+    assert np.mean(r**2) > 3.0  # the raw mean square counts the error as noise
+    assert neighbour_sigma2(X, r, fold) == pytest.approx(2.25, rel=0.1)
+    # where it does not apply: too many features, too few rows, not numbers
+    assert neighbour_sigma2(rng.normal(size=(3000, 25)), r, fold) is None
+    assert neighbour_sigma2(X[:60], r[:60], fold[:60]) is None
+    assert neighbour_sigma2(np.array([["a"]] * 3000, dtype=object), r, fold) is None

@@ -7,30 +7,35 @@ variances are added:
 
 * :math:`\\varepsilon`: the honest residual variance :math:`\\hat\\sigma^2`
   (:mod:`pylmer.mixedml.variance`);
-* :math:`f - \\hat f`: the estimator's own error, estimated as half the gap between
-  out-of-fold and in-sample mean squared residuals (the same module), one number for all
-  rows;
-* :math:`z'(b_g - \\hat b_g)`: the conditional variance of the random effects, as lme4
-  gives it (``ranef_sd_``) for a group seen in training; the prior :math:`z'Gz` for a new
-  group; for the dynamic ``predict(X, y)`` each term's conditional precision is
-  increased by the new observed rows, :math:`\\sum z^2/\\sigma^2` (a diagonal
-  approximation: correlations between a group's terms and between crossed factors are
-  left out).
+* :math:`f - \\hat f`: the estimator's own variance (cross-fitting, the same module),
+  one number for all rows;
+* :math:`z'(b_g - \\hat b_g)`: the conditional variance :math:`z'Pz` of the random
+  effects, :math:`P = (G^{-1} + Z_g'WZ_g)^{-1}` per factor and level
+  (:func:`conditional_variance`): training rows weigh :math:`1/\\sigma^2_{\\text{lme4}}`
+  (as lme4 weighed them), rows observed in the dynamic ``predict(X, y)`` weigh
+  :math:`1/(\\hat\\sigma^2 + \\text{estimator's variance})`, a level without rows
+  gets the prior :math:`G` (crossed factors' posterior correlations are left out).
 
-The Gaussian quantile would trust that all three are normal.  Instead the multiplier is
-calibrated on the training rows by split-conformal quantiles of *standardized
-out-of-fold* scores (Vovk et al.; Lei et al. 2018), separately for the two situations:
+These parts are not independent (a group's random effect absorbs the estimator's
+group-level error) and need not be normal, so the multiplier is not the Gaussian 1.96:
+it is a split-conformal quantile (Vovk et al.; Lei et al. 2018) of *standardized* scores
+computed on the training rows, each row predicted as a test row of one of three kinds
+would be:
 
-* known groups: :math:`|y_i - \\hat f_{\\text{oof}}(x_i) - X_r\\hat\\gamma -
-  z_i'\\hat b_{(-i)}|` over the predictive standard deviation, where the row is left out
-  of its own random effect exactly as for a ridge smoother:
-  :math:`z_i'(\\hat b - \\hat b_{(-i)}) = h_i r_i / (1 - h_i)`, with
-  :math:`h_i = v_{re,i} / \\sigma^2_{\\text{lme4}}` the row's weight in its effect and
-  :math:`r_i` lme4's conditional residual;
-* new groups: :math:`|y_i - \\hat f_{\\text{oof}}(x_i) - X_r\\hat\\gamma|` over the prior
-  predictive standard deviation, the out-of-fold predictions coming from folds that
-  hold whole groups (of the first grouping column) out: the row's group was new to the
-  estimator that predicted it.
+* **known groups** (every level of the row has training rows): rows are held out in
+  ``cv`` random folds; without the fold, one step of the loop (random effects from the
+  loop's residuals of the other rows, the estimator refitted on ``y`` minus them, random
+  effects again from its in-sample residuals) predicts the fold's rows.  Bagged forests
+  need no refit: the out-of-bag prediction, with the row left out of its own random
+  effect as for a ridge smoother, :math:`(y_i - \\hat y_i) / (1 - h_i)` with
+  :math:`h_i = z_i'Pz_i / \\sigma^2_{\\text{lme4}}`;
+* **new groups**: :math:`y_i - \\hat f_{\\text{group}}(x_i) - X_r\\hat\\gamma`, the
+  fixed part from ``cv`` folds that hold whole groups (of the first grouping column) out;
+* **dynamic** (levels known only from outcomes given to ``predict(X, y)``): the same
+  group-held-out fixed part, the random effect estimated from the group's *other* rows
+  (ridge leave-one-out of the row itself), standardized with :math:`z'Pz` from those
+  rows.  These scores interpolate within a group; giving a subject's *first* visits and
+  predicting its later ones extrapolates in time and covers less (README).
 
 The interval is the estimate plus or minus the calibrated quantile times the row's
 predictive standard deviation: heavy tails widen it, and the width still varies with how
@@ -68,11 +73,18 @@ class Calibration:
     Attributes
     ----------
     sigma2 : float
-        Honest residual variance.
+        Honest residual variance (:mod:`pylmer.mixedml.variance`).
+    sigma2_method : str
+        How it was estimated: ``"neighbours"`` (nearest-neighbour differences of
+        out-of-fold residuals) or ``"cross-fitting"`` (where neighbours do not apply).
+    sigma2_crossfit : float
+        The cross-fitting estimate (out-of-fold level minus the estimator's variance),
+        kept for comparison.
     sigma2_lme4 : float
         lme4's residual variance (the one the random effects were shrunk with).
     fixed_error : float
-        Estimated mean squared error of the estimator's fixed part.
+        Estimated mean squared error of the estimator's fixed part: the out-of-fold mean
+        square minus ``sigma2`` (at least the estimator's cross-fitted variance).
     scores_known, scores_new, scores_dynamic : ndarray
         Sorted standardized out-of-fold scores: known groups, new groups, and groups
         known only from outcomes given to ``predict(X, y)``.
@@ -90,6 +102,8 @@ class Calibration:
     mse_oof: float
     floored: bool = False
     scores_dynamic: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sigma2_method: str = "cross-fitting"
+    sigma2_crossfit: float = math.nan
 
 
 def _factor_blocks(model: Any) -> dict[str, list[tuple[str, str | None, float]]]:
@@ -254,7 +268,13 @@ def calibrate(model: Any, X: pd.DataFrame, y: np.ndarray) -> Calibration:
     half the groups (the estimator's variance).
     """
     from .threads import estimator_threads
-    from .variance import cross_fit, half_sample_variance, honest_sigma2
+    from .variance import (
+        cross_fit,
+        group_folds,
+        half_sample_variance,
+        honest_sigma2,
+        neighbour_sigma2,
+    )
 
     y = np.asarray(y, dtype=float).ravel()
     Xf = X[model.features_]
@@ -279,16 +299,26 @@ def calibrate(model: Any, X: pd.DataFrame, y: np.ndarray) -> Calibration:
             r_known = _known_group_residuals(model, est, Xf, y, working, used, xg, cv)
     sigma2_lme4 = float(model.lmer_.sigma) ** 2
     hv = honest_sigma2(sigma2_lme4, working, used, fixed_oof, fixed_var)
+    # the noise from nearest-neighbour differences of the group-held-out residuals (the
+    # estimator's bias cancels too); cross-fitting where it does not apply
+    near = neighbour_sigma2(Xf, working - fixed_group, group_folds(groups, cv))
+    if near is not None:
+        sigma2, method = max(near, 0.1 * hv.mse_oof), "neighbours"
+        fixed_error = max(hv.mse_oof - sigma2, hv.fixed_error)
+    else:
+        sigma2, method, fixed_error = hv.sigma2, "cross-fitting", hv.fixed_error
     common = {
-        "sigma2": hv.sigma2,
+        "sigma2": float(sigma2),
         "sigma2_lme4": sigma2_lme4,
-        "fixed_error": hv.fixed_error,
+        "fixed_error": float(fixed_error),
         "mse_in": hv.mse_used,
         "mse_oof": hv.mse_oof,
-        "floored": hv.floored,
+        "floored": hv.floored if near is None else bool(near < 0.1 * hv.mse_oof),
+        "sigma2_method": method,
+        "sigma2_crossfit": hv.sigma2,
     }
     model.calibration_ = Calibration(scores_known=np.empty(0), scores_new=np.empty(0), **common)
-    base = hv.sigma2 + hv.fixed_error
+    base = sigma2 + fixed_error
     v_known, _ = re_variance(model, X)
     h = np.clip(v_known / sigma2_lme4, 0.0, 0.9)
     if mode == "oob":

@@ -1,4 +1,4 @@
-"""An honest residual variance for MixedML: out-of-fold, minus the estimator's variance.
+"""An honest residual variance for MixedML: the noise, not the estimator's error.
 
 lme4's :math:`\\sigma^2` in MixedML is the residual variance *after* the estimator's fixed
 part, and so depends on which predictions it is computed from:
@@ -8,30 +8,36 @@ part, and so depends on which predictions it is computed from:
   grown to single-row leaves: -81 %);
 * out-of-fold (or out-of-bag) predictions carry the estimator's own error
   :math:`f - \\hat f` on top of the noise: :math:`\\sigma^2` comes out too large (+49 %,
-  +60-94 %).
+  +60-94 %), and removing the estimator's *variance* (cross-fitting, below) is not
+  enough where its *bias* dominates (a default forest on Friedman #1: still +113 %).
 
-The correction, for one target, against the working response
-:math:`w = y - X_r\\gamma - Zb` of the final state:
+The estimate (:func:`neighbour_sigma2`), for one target: the working response
+:math:`w = y - X_r\\gamma - Zb` of the final state minus out-of-fold predictions from
+folds that hold whole groups out, :math:`r = w - \\hat f_{\\text{oof}}`; within each
+fold (one fitted estimator) every row is paired with its 10 nearest neighbours in the
+standardized features, and :math:`(r_i - r_j)^2/2` is regressed on their squared
+distance: the intercept is the noise variance.  Two nearby residuals share what the
+estimator got wrong smoothly in the features, bias and variance alike, so their
+difference keeps the noise; the distance regression removes the first-order remainder
+(the lag regression of difference-based variance estimators, Tong & Wang 2005, in the
+features instead of one ordered covariate).
 
-1. lme4's estimate is moved to the out-of-fold level: plus the gap between the mean
-   squared residuals against the out-of-fold fixed part and against the one lme4 saw
-   (zero when the loop used out-of-fold or out-of-bag predictions);
-2. the estimator's own variance at the out-of-fold training size is removed.  It is
-   measured by *cross-fitting*: two clones fitted on disjoint halves of the groups (of
-   the first grouping column) predict every row; their noises are independent, so
-   :math:`E(\\hat f_A - \\hat f_B)^2 / 2` is the variance of one fit on half the data,
-   scaled to the out-of-fold training size by the parametric rate
-   (:math:`\\propto 1/m`).
+Where it does not apply -- features that are not numbers, more than
+:data:`MAX_NEIGHBOUR_FEATURES` varying features (nearest neighbours are no longer near),
+folds of fewer than 40 rows -- the *cross-fitting* estimate is used
+(:func:`honest_sigma2`): lme4's estimate moved to the out-of-fold level, minus the
+estimator's variance, measured by two clones fitted on disjoint halves of the groups
+(:math:`E(\\hat f_A - \\hat f_B)^2 / 2` is the variance of one half-data fit, scaled to the
+out-of-fold training size by :math:`1/m`).  That one leaves the estimator's bias in
+:math:`\\hat\\sigma^2`.
 
-Cost: two fits on half the rows (plus ``cv`` fits when the loop used in-sample
-predictions, for the out-of-fold level).  Limits: the estimator's *bias* (a fixed part
-it cannot represent at this sample size) is the same in both halves, is not removed and
-stays in :math:`\\hat\\sigma^2` (for prediction intervals that is what one wants: it is
-error the model makes); the :math:`1/m` rate is optimistic for slowly converging
-estimators, which leaves some of their variance in :math:`\\hat\\sigma^2` too.  When
-covariates carry group-level signal the estimator's error is partly group-level and
-lands in the random-effect variances instead (see the README).  The result is floored
-at a tenth of the out-of-fold mean square (``floored``).
+Limits (README, "An honest residual variance"): the neighbours must be near, so with
+few rows for the number of relevant features (1,000 rows in five dimensions) part of
+the estimator's error stays in the estimate; when the covariates carry group-level
+signal the estimator's error is partly group-level and lands in the random-effect
+variances instead; crossed factors other than the first are left in the residuals as
+their conditional modes.  The result is floored at a tenth of the out-of-fold mean
+square (``floored``).
 """
 
 from __future__ import annotations
@@ -45,10 +51,15 @@ import pandas as pd
 __all__ = [
     "HonestVariance",
     "cross_fit",
+    "group_folds",
     "half_sample_variance",
     "honest_sigma2",
+    "neighbour_sigma2",
     "replace_residual",
 ]
+
+#: above this many features nearest neighbours are not local: cross-fitting is used
+MAX_NEIGHBOUR_FEATURES = 20
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,76 @@ def cross_fit(
     splitter, g = _splitter(np.asarray(groups), cv)
     pred = cross_val_predict(clone(estimator), X, target, groups=g, cv=splitter)
     return np.asarray(pred, dtype=float).reshape(len(target), -1)
+
+
+def group_folds(groups: np.ndarray, cv: int) -> np.ndarray:
+    """The fold of every row in :func:`cross_fit` (the same splitter)."""
+    groups = np.asarray(groups)
+    splitter, g = _splitter(groups, cv)
+    fold = np.empty(len(groups), dtype=int)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(groups)), groups=g)):
+        fold[test] = k
+    return fold
+
+
+def neighbour_sigma2(
+    X: Any,
+    resid: np.ndarray,
+    fold: np.ndarray,
+    k: int = 10,
+    max_rows: int = 20_000,
+    seed: int = 0,
+) -> float | None:
+    """Noise variance from nearest-neighbour differences of out-of-fold residuals.
+
+    Within each fold (one fitted estimator, whole groups held out), every row is paired
+    with its ``k`` nearest neighbours in the standardized features;
+    :math:`(r_i - r_j)^2 / 2` is regressed on the squared distance and the intercept (the
+    distance-zero limit) is the estimate: a difference of two nearby residuals cancels
+    what the estimator got wrong *smoothly* in the features, its bias as well as its
+    variance, and keeps the noise.  The distance regression removes the first-order
+    remainder (as the lag regression of difference-based estimators in one dimension).
+
+    Returns ``None`` when it does not apply: features that are not numbers, more than
+    :data:`MAX_NEIGHBOUR_FEATURES` varying features (neighbours are then not local),
+    fewer than ``4 k`` rows in a fold, or a non-positive intercept.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    try:
+        Z = np.asarray(X, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    Z = Z.reshape(len(Z), -1)
+    if not np.isfinite(Z).all():
+        return None
+    sd = Z.std(axis=0)
+    Z = (Z[:, sd > 0] - Z[:, sd > 0].mean(axis=0)) / sd[sd > 0]
+    if Z.shape[1] > MAX_NEIGHBOUR_FEATURES:
+        return None
+    r = np.asarray(resid, dtype=float).ravel()
+    rng = np.random.default_rng(seed)
+    dist2, half = [], []
+    for f in np.unique(fold):
+        rows = np.flatnonzero(fold == f)
+        if len(rows) < 4 * k:
+            return None
+        query = rows if len(rows) <= max_rows else rng.choice(rows, max_rows, replace=False)
+        if Z.shape[1] == 0:  # no varying feature: every pair is at distance zero
+            j = rng.choice(rows, (len(query), k))
+            d = np.zeros((len(query), k))
+        else:
+            nn = NearestNeighbors(n_neighbors=k + 1).fit(Z[rows])
+            d, idx = nn.kneighbors(Z[query])
+            order = np.argsort(idx == np.searchsorted(rows, query)[:, None], axis=1, kind="stable")
+            d = np.take_along_axis(d, order, axis=1)[:, :k]
+            j = rows[np.take_along_axis(idx, order, axis=1)[:, :k]]
+        dist2.append((d**2).ravel())
+        half.append(((r[query][:, None] - r[j]) ** 2 / 2.0).ravel())
+    D, H = np.concatenate(dist2), np.concatenate(half)
+    A = np.column_stack([np.ones_like(D), D])
+    intercept = float(np.linalg.lstsq(A, H, rcond=None)[0][0])
+    return intercept if intercept > 0 else None
 
 
 def half_sample_variance(
