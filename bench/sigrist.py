@@ -13,6 +13,12 @@ Contenders, every one on the same training/test rows of a fold:
 * ``mixedml_tuned``: the same, its HGB tuned inside the loop with
   :func:`pylmer.mixedml.tuning.tune_in_loop` (grid :data:`HGB_GRID`, 3 group folds on the
   working response once the random effects have settled);
+* ``mixedml_hgb_ix``: ``mixedml_hgb`` whose random part also holds group x covariate
+  intercepts ``(1 | g_x)`` (``g_x``: the level of group ``g`` crossed with the value of a
+  feature ``x`` having at most :data:`IX_MAX_LEVELS` values), chosen on the training rows
+  only by forward selection on the ML AIC of the linear mixed model (lme4; a term must
+  lower it by more than 2, at most :data:`IX_MAX_TERMS` terms, only when there are at most
+  :data:`IX_MAX_CANDIDATES` candidates); its wall time includes the selection;
 * ``gpboost``: GPBoost (PyPI) as the paper trains it (``run_experiments.R``, "GPBoost
   not including categorical variables in fixed effects"): grouped random effects,
   ``optimizer_cov="nelder_mead"``, ``num_leaves=1024`` and the fold's tuned
@@ -80,12 +86,22 @@ PUBLISHED = {
     "gpboost_excl": "GPBoost (groups not features)",
     "gpboost": "GPBoost (paper's choice)",
 }
-#: the grid tune_in_loop and GridSearchCV search for HGB
+#: the grid tune_in_loop searches for HGB (12 candidates; leaves up to 255 as deep
+#: trees such as GPBoost's tuned ones, depth 10, need)
 HGB_GRID = {
     "learning_rate": [0.05, 0.1],
-    "max_leaf_nodes": [15, 31, 63],
+    "max_leaf_nodes": [15, 63, 255],
     "min_samples_leaf": [20, 100],
 }
+
+
+#: group x covariate intercepts (mixedml_hgb_ix): features with at most this many values
+IX_MAX_LEVELS = 10
+#: at most this many terms added (one: each further round costs one lme4 fit per
+#: candidate again, some slow: on InstEval a student x studage term is nearly the student
+#: itself, 139 s for one fit), and only when there are at most this many candidates
+IX_MAX_TERMS = 1
+IX_MAX_CANDIDATES = 24
 
 
 def load(name: str, data: Path) -> tuple[pd.DataFrame, np.ndarray, list[str], list[str]]:
@@ -127,19 +143,73 @@ def random_part(groups: list[str]) -> str:
 # ---------------------------------------------------------------------------- contenders
 
 
-def run_mixedml(X, y, tr, te, features, groups, tuned: bool) -> dict[str, Any]:
+def interaction_columns(X: pd.DataFrame, features: list[str], groups: list[str]) -> pd.DataFrame:
+    """``g_x`` = (level of g, value of x) as one integer code, x with few values."""
+    out = {}
+    for g in groups:
+        for x in features:
+            if 2 <= X[x].nunique() <= IX_MAX_LEVELS:
+                codes = X[x].astype("category").cat.codes.astype(np.int64)
+                out[f"{g}_{x}"] = X[g].astype(np.int64) * (IX_MAX_LEVELS + 1) + codes
+    return pd.DataFrame(out, index=X.index)
+
+
+def select_interactions(
+    X: pd.DataFrame, y: np.ndarray, features: list[str], groups: list[str]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Forward selection of ``(1 | g_x)`` terms on these (training) rows by ML AIC."""
+    import pylmer
+
+    candidates = [c for c in X.columns if c not in features and c not in groups]
+    if len(candidates) > IX_MAX_CANDIDATES:
+        return [], [{"skipped": f"{len(candidates)} candidates > {IX_MAX_CANDIDATES}"}]
+    keep = [c for c in features if X[c].nunique() > 1]
+    frame = X[keep].copy()
+    for c in groups + candidates:
+        frame[c] = X[c].astype(str)
+    frame[".y"] = y
+    fixed = "`.y` ~ " + " + ".join(f"`{c}`" for c in keep)
+
+    def aic(terms: list[str]) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(pylmer.lmer(fixed + " + " + random_part(terms), frame, reml=False).aic)
+
+    chosen, trace = list(groups), []
+    best = aic(chosen)
+    trace.append({"terms": list(chosen), "aic": best})
+    left = list(candidates)
+    while left and len(chosen) - len(groups) < IX_MAX_TERMS:
+        scores = {c: aic([*chosen, c]) for c in left}
+        c = min(scores, key=scores.get)
+        if scores[c] >= best - 2.0:
+            break
+        chosen.append(c)
+        left.remove(c)
+        best = scores[c]
+        trace.append({"terms": list(chosen), "aic": best})
+    return chosen[len(groups) :], trace
+
+
+def run_mixedml(X, y, tr, te, features, groups, tuned: bool, ix: bool = False) -> dict:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     from pylmer import MixedMLRegressor
 
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    terms = list(groups)
+    if ix:
+        X = pd.concat([X, interaction_columns(X, features, groups)], axis=1)
+        added, trace = select_interactions(X.iloc[tr], y[tr], features, groups)
+        terms += added
+        extra.update(ix_terms=added, ix_trace=trace, ix_seconds=time.perf_counter() - t0)
     model = MixedMLRegressor(
         HistGradientBoostingRegressor(random_state=0),
-        random_effects=random_part(groups),
+        random_effects=random_part(terms),
         features=features,
     )
     Xtr, Xte = X.iloc[tr], X.iloc[te]
-    t0 = time.perf_counter()
-    extra: dict[str, Any] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if tuned:
@@ -247,6 +317,8 @@ def run_one(name, contender, k, X, y, features, groups, data) -> dict[str, Any]:
     tr, te = fold_rows(name, data, k, len(X))
     if contender == "mixedml_hgb":
         out = run_mixedml(X, y, tr, te, features, groups, tuned=False)
+    elif contender == "mixedml_hgb_ix":
+        out = run_mixedml(X, y, tr, te, features, groups, tuned=False, ix=True)
     elif contender == "mixedml_tuned":
         out = run_mixedml(X, y, tr, te, features, groups, tuned=True)
     elif contender == "gpboost":
