@@ -3,7 +3,8 @@
 Data: ``simulate_longitudinal(--subjects, --times, seed=--seed)``, random part
 ``(1 + x2_x5 + x4_x7 + x6_x8 || individus)``, features ``x1_obs..x8_obs``; the first
 two thirds of every subject's visits train, the rest test (known subjects, later
-visits).  Grid over ``HistGradientBoostingRegressor``: :data:`GRID` (same grid both ways).
+visits).  Grid over ``HistGradientBoostingRegressor``: :data:`GRID` (18 candidates, the
+same grid both ways).  Run it single-threaded (``OMP_NUM_THREADS=1``) on a quiet machine.
 
 * ``GridSearchCV(MixedMLRegressor(HGB()), {"estimator__...": grid},
   cv=GroupKFold(3))`` with the subjects as groups, refit on all training rows: one full EM
@@ -36,8 +37,10 @@ from pylmer.mixedml.tuning import tune_in_loop
 
 RE = "(1 + x2_x5 + x4_x7 + x6_x8 || individus)"
 FEATURES = [f"x{k}_obs" for k in range(1, 9)]
+#: a grid a user would try: 3 x 3 x 2 = 18 candidates
 GRID = {
-    "max_leaf_nodes": [7, 31],
+    "learning_rate": [0.03, 0.1, 0.3],
+    "max_leaf_nodes": [7, 15, 31],
     "min_samples_leaf": [20, 60],
 }
 

@@ -7,7 +7,9 @@ contribution :math:`X_r\\gamma + Zb`: what the estimator is asked to learn once 
 random effects have settled), tunes the estimator on it with an ordinary grid search
 whose folds keep each group together, and runs the loop once more with the chosen
 parameters.  Cost: two EM loops plus ``candidates x cv`` fits of the bare estimator,
-instead of ``candidates x cv`` EM loops.
+instead of ``candidates x cv`` EM loops.  The first loop skips what a fit does after the
+loop (the intervals' calibration and the honest residual variance: ``cv + 2`` more fits
+of the estimator), which the tuning never reads; the final model has them.
 
 Why it is sound: at the fixed point the estimator is fitted to exactly this working
 response, so the candidates are compared on the problem they face inside the loop.  The
@@ -68,7 +70,9 @@ def tune_in_loop(
     MixedMLRegressor
         A new model fitted with the best parameters; ``tuning_`` holds ``best_params``,
         ``cv_results`` (DataFrame), ``seconds`` (total), ``n_iter_first`` (EM steps of the
-        first loop) and ``first`` (the first fitted model).
+        first loop) and ``first`` (the first fitted model: its loop only, without
+        ``calibration_``, so no intervals, and ``varcorr_`` holds lme4's residual
+        variance).
 
     Examples
     --------
@@ -82,7 +86,7 @@ def tune_in_loop(
     from sklearn.model_selection import GridSearchCV, GroupKFold
 
     t0 = time.perf_counter()
-    first = clone(model).fit(X, y)
+    first = _fit_loop_only(clone(model), X, y)
     features = list(first.features_)
     fixed = np.asarray(first.estimator_.predict(X[features]), dtype=float)
     contribution = np.asarray(first.predict(X), dtype=float) - fixed
@@ -109,3 +113,16 @@ def tune_in_loop(
         "first": first,
     }
     return final
+
+
+def _no_after_fit(X: pd.DataFrame, Y: np.ndarray) -> None:
+    """Stands in for ``_after_fit`` on the first loop (its calibration is never used)."""
+
+
+def _fit_loop_only(model: Any, X: pd.DataFrame, y: Any) -> Any:
+    """``model.fit(X, y)`` without the work after the loop (``_after_fit``)."""
+    model._after_fit = _no_after_fit  # an instance attribute shadows the method
+    try:
+        return model.fit(X, y)
+    finally:
+        del model.__dict__["_after_fit"]
