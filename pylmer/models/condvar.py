@@ -91,11 +91,16 @@ def selected_inverse(parts: Mapping[str, Any]) -> tuple[_Supernodal, np.ndarray]
 
     ``parts`` is the output of ``.pylmer_condvar_parts`` (the factor's slots).
     """
+    from threadpoolctl import threadpool_limits
+
     factor = _as_supernodal(parts)
     widths = np.diff(factor.super)
-    if widths.max(initial=1) == 1:
-        return factor, _selinv_columns(factor)
-    return factor, _selinv_supernodes(factor)
+    # thousands of small BLAS calls: with several BLAS threads they spin more than they
+    # work (InstEval: 0.15 s on one thread, 1.6 s on two when the other core is busy)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if widths.max(initial=1) == 1:
+            return factor, _selinv_columns(factor)
+        return factor, _selinv_supernodes(factor)
 
 
 def _selinv_supernodes(f: _Supernodal) -> np.ndarray:
