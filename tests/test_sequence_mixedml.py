@@ -129,7 +129,11 @@ def test_memoryless_sequence_model_matches_plain_linear_regression(data):
     assert seq.n_iter_ == lin.n_iter_ == 8
     scale = float(np.abs(lin.predict(X)).max())
     assert np.max(np.abs(seq.predict(X) - lin.predict(X))) < 1e-4 * scale
-    assert np.allclose(seq.varcorr_["variance"], lin.varcorr_["variance"], rtol=1e-3)
+    # lme4's fits agree; the honest residual row of varcorr_ does not have to: its
+    # nearest neighbours are taken in the estimator's features, here with the subject and
+    # the time besides the covariates (pylmer.mixedml.variance)
+    assert np.allclose(seq.lmer_.varcorr["variance"], lin.lmer_.varcorr["variance"], rtol=1e-3)
+    assert np.allclose(seq.varcorr_["variance"][:-1], lin.varcorr_["variance"][:-1], rtol=1e-3)
     ours = seq.history_["train_mse"].to_numpy()
     assert np.allclose(ours, lin.history_["train_mse"].to_numpy(), rtol=1e-4)
 
