@@ -19,6 +19,10 @@ Contenders, every one on the same training/test rows of a fold:
   only by forward selection on the ML AIC of the linear mixed model (lme4; a term must
   lower it by more than 2, at most :data:`IX_MAX_TERMS` terms, only when there are at most
   :data:`IX_MAX_CANDIDATES` candidates); its wall time includes the selection;
+* ``mixedml_hgb_te``: ``mixedml_hgb`` whose estimator also sees the grouping columns,
+  through scikit-learn's ``TargetEncoder`` (cross-fitted while fitting) in front of HGB,
+  as ``hgb_te`` does: the trees can then split on a group's mean, e.g. for interactions
+  of a group with the covariates that random intercepts cannot express;
 * ``gpboost``: GPBoost (PyPI) as the paper trains it (``run_experiments.R``, "GPBoost
   not including categorical variables in fixed effects"): grouped random effects,
   ``optimizer_cov="nelder_mead"``, ``num_leaves=1024`` and the fold's tuned
@@ -191,7 +195,27 @@ def select_interactions(
     return chosen[len(groups) :], trace
 
 
-def run_mixedml(X, y, tr, te, features, groups, tuned: bool, ix: bool = False) -> dict:
+def hgb_with_encoded_groups(groups: list[str]) -> Any:
+    """HGB (defaults) behind scikit-learn's TargetEncoder of the grouping columns."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import TargetEncoder
+
+    folds = KFold(5, shuffle=True, random_state=0)
+    return make_pipeline(
+        ColumnTransformer(
+            [("groups", TargetEncoder(target_type="continuous", cv=folds), groups)],
+            remainder="passthrough",
+        ),
+        HistGradientBoostingRegressor(random_state=0),
+    )
+
+
+def run_mixedml(
+    X, y, tr, te, features, groups, tuned: bool, ix: bool = False, te_groups: bool = False
+) -> dict:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     from pylmer import MixedMLRegressor
@@ -205,9 +229,11 @@ def run_mixedml(X, y, tr, te, features, groups, tuned: bool, ix: bool = False) -
         terms += added
         extra.update(ix_terms=added, ix_trace=trace, ix_seconds=time.perf_counter() - t0)
     model = MixedMLRegressor(
-        HistGradientBoostingRegressor(random_state=0),
+        hgb_with_encoded_groups(groups)
+        if te_groups
+        else HistGradientBoostingRegressor(random_state=0),
         random_effects=random_part(terms),
-        features=features,
+        features=groups + features if te_groups else features,
     )
     Xtr, Xte = X.iloc[tr], X.iloc[te]
     with warnings.catch_warnings():
@@ -319,6 +345,8 @@ def run_one(name, contender, k, X, y, features, groups, data) -> dict[str, Any]:
         out = run_mixedml(X, y, tr, te, features, groups, tuned=False)
     elif contender == "mixedml_hgb_ix":
         out = run_mixedml(X, y, tr, te, features, groups, tuned=False, ix=True)
+    elif contender == "mixedml_hgb_te":
+        out = run_mixedml(X, y, tr, te, features, groups, tuned=False, te_groups=True)
     elif contender == "mixedml_tuned":
         out = run_mixedml(X, y, tr, te, features, groups, tuned=True)
     elif contender == "gpboost":
