@@ -156,7 +156,7 @@ def _g_matrix(block: list[tuple[str, str | None, float]], terms: list[str]) -> n
 
 def re_variance(
     model: Any, X: pd.DataFrame, observed: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Conditional variance of each row's random-effects contribution ``z'b``.
 
     Per grouping factor and level: :math:`P = (G^{-1} + Z_g'Z_g/\\sigma^2)^{-1}`, where
@@ -176,17 +176,24 @@ def re_variance(
 
     Returns
     -------
-    (ndarray, ndarray)
-        The variances :math:`z'Pz`, and whether every factor's level of the row had a
-        row (in training or among the observed rows).
+    (ndarray, ndarray, ndarray)
+        The variances :math:`z'Pz`, whether every factor's level of the row had a row (in
+        training or among the observed rows), and whether every level had a training row.
     """
     cal = model.calibration_
     sigma2 = float(cal.sigma2_lme4)
     noise_new = float(cal.sigma2 + cal.fixed_error) or sigma2
     # training rows weigh as lme4 weighed them; new observed rows were never seen by the
     # estimator, so their residuals carry its error too
-    v, seen, _ = conditional_variance(model, X, 1.0 / sigma2, observed, 1.0 / noise_new)
-    return v, seen
+    return conditional_variance(model, X, 1.0 / sigma2, observed, 1.0 / noise_new)
+
+
+def _observed(model: Any, X: pd.DataFrame, y: Any) -> np.ndarray | None:
+    """Rows of ``X`` whose outcome is given in ``y`` (finite, every group column set)."""
+    if y is None:
+        return None
+    grouped = X[model.groups_].notna().all(axis=1).to_numpy()
+    return np.isfinite(np.asarray(y, dtype=float).ravel()) & grouped
 
 
 def conditional_variance(
@@ -319,7 +326,7 @@ def calibrate(model: Any, X: pd.DataFrame, y: np.ndarray) -> Calibration:
     }
     model.calibration_ = Calibration(scores_known=np.empty(0), scores_new=np.empty(0), **common)
     base = sigma2 + fixed_error
-    v_known, _ = re_variance(model, X)
+    v_known, _, _ = re_variance(model, X)
     h = np.clip(v_known / sigma2_lme4, 0.0, 0.9)
     if mode == "oob":
         # out-of-bag predictions never saw the row; it leaves its own random effect as
@@ -433,14 +440,7 @@ def predict_interval(
     cal = getattr(model, "calibration_", None)
     if cal is None:
         raise InvalidArgumentError("intervals need a single-target Gaussian MixedML fit")
-    observed = None
-    if y is not None:
-        grouped = X[model.groups_].notna().all(axis=1).to_numpy()
-        observed = np.isfinite(np.asarray(y, dtype=float).ravel()) & grouped
-    noise_new = float(cal.sigma2 + cal.fixed_error) or float(cal.sigma2_lme4)
-    v_re, seen, trained = conditional_variance(
-        model, X, 1.0 / float(cal.sigma2_lme4), observed, 1.0 / noise_new
-    )
+    v_re, seen, trained = re_variance(model, X, _observed(model, X, y))
     base_fixed = cal.fixed_error
     q_known = _conformal(cal.scores_known, level)
     q_new = _conformal(cal.scores_new, level)
@@ -500,10 +500,8 @@ def integrated_probability(
         w_train = mu * (1.0 - mu)
         model._irls_weights_ = w_train  # dropped with the other fitted attributes on refit
     eta = np.asarray(eta, dtype=float).ravel()
-    observed = None
-    if y is not None:
-        grouped = X[model.groups_].notna().all(axis=1).to_numpy()
-        observed = np.isfinite(np.asarray(y, dtype=float).ravel()) & grouped
     mu_rows = expit(eta)
-    v, _, _ = conditional_variance(model, X, w_train, observed, mu_rows * (1.0 - mu_rows))
+    v, _, _ = conditional_variance(
+        model, X, w_train, _observed(model, X, y), mu_rows * (1.0 - mu_rows)
+    )
     return expit(eta / np.sqrt(1.0 + math.pi * v / 8.0))
